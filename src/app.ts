@@ -1,0 +1,97 @@
+/**
+ * buildApp(options): the whole gateway as one Fastify instance, built from a validated config and
+ * the collaborators it is given (storage now; telephony and notifiers as they arrive). The entry
+ * point (src/server.ts) and the tests build it the same way.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { ApiKeyService } from './api-keys/api-keys-service.js';
+import { apiKeysRoutes } from './api-keys/api-keys-routes.js';
+import { installAuthentication } from './auth/authenticate.js';
+import type { Config } from './config/config.js';
+import { Device } from './devices/devices-schemas.js';
+import { devicesRoutes } from './devices/devices-routes.js';
+import { DevicesService } from './devices/devices-service.js';
+import { eventLogRoutes } from './event-log/event-log-routes.js';
+import { healthRoutes, type ReadinessCheck } from './health/health-routes.js';
+import { installErrorHandling } from './http/error-handler.js';
+import { DOCS_PREFIX, installOpenApi } from './http/openapi.js';
+import { ProblemSchema } from './http/schemas.js';
+import { installValidation } from './http/validation.js';
+import type { Storage } from './storage/database.js';
+
+export const version: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface AppOptions {
+  config: Config;
+  storage: Storage;
+  /** A pino logger, or Fastify logger options; tests pass `false` or a silent logger. */
+  logger?: FastifyServerOptions['logger'] | FastifyBaseLogger;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: { apiKeys: ApiKeyService; devices: DevicesService };
+  }
+}
+
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config, storage } = options;
+  const logger = options.logger ?? false;
+  const app = Fastify({
+    ...(logger !== false && typeof (logger as FastifyBaseLogger).child === 'function'
+      ? { loggerInstance: logger as FastifyBaseLogger }
+      : { logger: logger as FastifyServerOptions['logger'] }),
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    // A client-supplied request id is kept when it is safe to log; otherwise a fresh one.
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
+    },
+    ajv: { customOptions: { removeAdditional: false } },
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const db = storage.db;
+  const apiKeys = new ApiKeyService(db, config.ADMIN_API_KEY);
+  const devices = new DevicesService(db, config.DEFAULT_COUNTRY);
+  app.decorate('services', { apiKeys, devices });
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
+  installValidation(app);
+  installErrorHandling(app);
+  installAuthentication(app, { apiKeys, db, publicPrefixes: [DOCS_PREFIX] });
+  app.addSchema(ProblemSchema);
+  app.addSchema(Device);
+  await installOpenApi(app, version);
+
+  const readiness: ReadinessCheck[] = [
+    { name: 'database', check: async () => (await storage.ping(), { ok: true, detail: storage.kind }) },
+  ];
+  await app.register(healthRoutes, { checks: readiness });
+  app.get('/', { config: { public: true }, schema: { hide: true } }, async () => ({
+    name: 'TAS IoT Gateway',
+    version,
+    docs: DOCS_PREFIX,
+    openapi: '/openapi.json',
+    health: '/healthz',
+    ready: '/readyz',
+  }));
+
+  await app.register(
+    async (api) => {
+      await api.register(apiKeysRoutes, { apiKeys });
+      await api.register(devicesRoutes, { devices });
+      await api.register(eventLogRoutes, { db, devices });
+    },
+    { prefix: '/api/v1' },
+  );
+
+  return app;
+}

@@ -1,0 +1,92 @@
+import { Type, type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
+
+/**
+ * Every setting the gateway reads from its environment, with its default and meaning.
+ * docs/configuration.md and the README table are written from this schema.
+ */
+export const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'TCP port the HTTP API listens on.' }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Address the HTTP API binds to (`127.0.0.1` to keep it local).' }),
+  DATABASE_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description: 'PostgreSQL connection URL. Unset: an embedded PGlite database in `DATA_DIR`.',
+    }),
+  ),
+  DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'Connections in the PostgreSQL pool.' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Folder of the embedded database (used only without `DATABASE_URL`).' }),
+  ADMIN_API_KEY: Type.Optional(
+    Type.String({ minLength: 24, description: 'An admin key accepted in addition to stored keys (at least 24 characters). Unset and no admin key stored: the first start creates one and prints it once.' }),
+  ),
+  LOG_LEVEL: Type.Union(
+    [
+      Type.Literal('fatal'),
+      Type.Literal('error'),
+      Type.Literal('warn'),
+      Type.Literal('info'),
+      Type.Literal('debug'),
+      Type.Literal('trace'),
+      Type.Literal('silent'),
+    ],
+    { default: 'info', description: 'pino log level.' },
+  ),
+  LOG_FORMAT: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
+    default: 'auto',
+    description: '`json`: one JSON line per entry; `pretty`: readable text; `auto`: pretty on a terminal, JSON otherwise.',
+  }),
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'Largest request body accepted; larger bodies get 413.' }),
+  DEFAULT_COUNTRY: Type.String({
+    pattern: '^[A-Z]{2}$',
+    default: 'RU',
+    description: 'ISO country used to read phone numbers written without a country code (`8 916 …`).',
+  }),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+
+const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL']);
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const booleanWords: Record<string, boolean> = { true: true, '1': true, yes: true, false: false, '0': false, no: false };
+
+/** Reads the config from an environment, converting numbers and booleans, and names every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, schema] of Object.entries(ConfigSchema.properties)) {
+    const text = env[name];
+    if (text === undefined || text === '') {
+      if ('default' in schema) raw[name] = schema.default;
+      continue;
+    }
+    const kind = (schema as { type?: string }).type;
+    if (kind === 'integer') {
+      raw[name] = /^-?\d+$/.test(text.trim()) ? Number(text) : text;
+    } else if (kind === 'boolean') {
+      const value = booleanWords[text.trim().toLowerCase()];
+      raw[name] = value ?? text;
+    } else {
+      raw[name] = text;
+    }
+  }
+  for (const [name, schema] of Object.entries(ConfigSchema.properties)) {
+    const value = raw[name];
+    if (value === undefined) continue;
+    const check = Compile(Type.Object({ value: schema }));
+    const [error] = check.Errors({ value });
+    if (!error) continue;
+    const shown = secretSettings.has(name) ? '(hidden)' : JSON.stringify(value);
+    const allowed = (schema as { anyOf?: { const?: unknown }[] }).anyOf?.map((option) => option.const);
+    const reason = allowed ? `must be one of ${allowed.join(', ')}` : error.message;
+    const description = (schema as { description?: string }).description;
+    problems.push(`${name}=${shown}: ${reason}${description ? ` (${description})` : ''}`);
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  return raw as Config;
+}

@@ -1,0 +1,27 @@
+/**
+ * The kinds of device the registry knows. Adding a type is adding an entry here: the API schema,
+ * the validation and the docs all read this table.
+ */
+export interface DeviceTypeSpec {
+  description: string;
+  /** Whether the device must, may not, or may give an endpoint the gateway delivers to. */
+  endpoint: 'required' | 'forbidden';
+  /** Devices the gateway sends to get a Standard Webhooks signing secret of their own. */
+  signingSecret: boolean;
+}
+
+export const deviceTypes = {
+  speaker: {
+    description: 'Smart speaker: announces incoming calls to the number it is bound to.',
+    endpoint: 'required',
+    signingSecret: true,
+  },
+  sensor_smoke: {
+    description: 'Smoke detector: its events (smoke, smoke_cleared, test) trigger rules.',
+    endpoint: 'forbidden',
+    signingSecret: false,
+  },
+} as const satisfies Record<string, DeviceTypeSpec>;
+
+export type DeviceType = keyof typeof deviceTypes;
+export const deviceTypeNames = Object.keys(deviceTypes) as DeviceType[];

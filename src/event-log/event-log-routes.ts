@@ -1,0 +1,66 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.js';
+import { PhoneNumberInput, problems, Timestamp } from '../http/schemas.js';
+import type { DevicesService } from '../devices/devices-service.js';
+import type { Db } from '../storage/database.js';
+import type { EventLogRow } from '../storage/schema.js';
+import { findEvents } from './event-log-queries.js';
+
+const EventLogItem = Type.Object({
+  id: Type.Integer(),
+  at: Timestamp,
+  type: Type.String({ description: 'Dotted event name, e.g. `device.created`, `auth.rejected`.' }),
+  status: Type.String(),
+  device_id: Type.Union([Type.String(), Type.Null()]),
+  msisdn: Type.Union([Type.String(), Type.Null()]),
+  correlation_id: Type.Union([Type.String(), Type.Null()]),
+  request_id: Type.Union([Type.String(), Type.Null()]),
+  details: Type.Record(Type.String(), Type.Unknown()),
+});
+
+const EventLogQuery = Type.Object(
+  {
+    type: Type.Optional(
+      Type.String({ maxLength: 100, pattern: '^[a-z0-9_]+(\\.[a-z0-9_]+)*(\\.\\*)?$', description: 'Exact type, or a family such as `device.*`.' }),
+    ),
+    device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+    msisdn: Type.Optional(PhoneNumberInput),
+    correlation_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    since: Type.Optional(Type.String({ format: 'date-time', description: 'Rows at or after this time.' })),
+    until: Type.Optional(Type.String({ format: 'date-time', description: 'Rows before this time.' })),
+    ...PageQuery,
+  },
+  { additionalProperties: false },
+);
+
+function presentEvent(row: EventLogRow) {
+  return { ...row, at: row.at.toISOString() };
+}
+
+export const eventLogRoutes: FastifyPluginAsyncTypebox<{ db: Db; devices: DevicesService }> = async (app, { db, devices }) => {
+  app.get('/event-logs', {
+    config: { allow: ['admin'] },
+    schema: {
+      tags: ['event-log'],
+      summary: 'Read the event log, newest first',
+      querystring: EventLogQuery,
+      response: { 200: Page(EventLogItem), ...problems(401, 403, 422) },
+    },
+    handler: async (request) => {
+      const query = request.query;
+      const limit = query.limit ?? 50;
+      const rows = await findEvents(db, {
+        type: query.type,
+        deviceId: query.device_id,
+        msisdn: query.msisdn === undefined ? undefined : devices.msisdnOf('querystring.msisdn', query.msisdn),
+        correlationId: query.correlation_id,
+        since: query.since === undefined ? undefined : new Date(query.since),
+        until: query.until === undefined ? undefined : new Date(query.until),
+        beforeId: decodeCursor(query.cursor),
+        limit,
+      });
+      return toPage(rows, limit, presentEvent);
+    },
+  });
+};

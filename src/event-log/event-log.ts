@@ -1,0 +1,63 @@
+/**
+ * The event log: one row for everything that happens, written in the same transaction as the
+ * change it describes, so the log never claims what did not happen nor misses what did.
+ */
+import type { DbOrTrx } from '../storage/database.js';
+
+/** What kind of outcome a row records. */
+export type EventStatus = 'ok' | 'rejected' | 'failed' | 'suppressed' | 'duplicate' | 'info';
+
+export interface EventLogEntry {
+  /** Dotted name: `device.created`, `auth.rejected`, `event.received`, `call.failed`... */
+  type: string;
+  status: EventStatus;
+  deviceId?: string | null;
+  msisdn?: string | null;
+  /** Ties one chain of work together, from the request that started it to its last step. */
+  correlationId?: string | null;
+  requestId?: string | null;
+  details?: Record<string, unknown>;
+}
+
+/** Keys whose values are never written to the log, at any depth. */
+const secretKeys = /^(key|api_key|secret|signing_secret|password|authorization|token)$/i;
+
+function withoutSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutSecrets);
+  if (value && typeof value === 'object' && !(value instanceof Date)) {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, inner]) => [key, secretKeys.test(key) ? '[redacted]' : withoutSecrets(inner)]),
+    );
+  }
+  return value;
+}
+
+export async function appendEvent(db: DbOrTrx, entry: EventLogEntry): Promise<void> {
+  await appendEvents(db, [entry]);
+}
+
+export async function appendEvents(db: DbOrTrx, entries: EventLogEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await db
+    .insertInto('event_logs')
+    .values(
+      entries.map((entry) => ({
+        type: entry.type,
+        status: entry.status,
+        device_id: entry.deviceId ?? null,
+        msisdn: entry.msisdn ?? null,
+        correlation_id: entry.correlationId ?? null,
+        request_id: entry.requestId ?? null,
+        details: JSON.stringify(withoutSecrets(entry.details ?? {})),
+      })),
+    )
+    .execute();
+}
+
+/** Where a piece of work came from, carried into every log row it writes. */
+export interface Trace {
+  correlationId: string;
+  requestId?: string | null;
+  /** Who asked: an API key's name and id, never the key. */
+  actor?: string;
+}

@@ -1,0 +1,51 @@
+/**
+ * Every error the API can answer with: a stable machine-readable code, its HTTP status and title,
+ * in one place. Rendered as application/problem+json (RFC 9457) by ./error-handler.ts.
+ */
+export const problemCatalog = {
+  validation_failed: { status: 422, title: 'The request is not valid' },
+  bad_request: { status: 400, title: 'The request cannot be read' },
+  malformed_json: { status: 400, title: 'The body is not valid JSON' },
+  empty_body: { status: 400, title: 'A JSON body is required' },
+  unsupported_media_type: { status: 415, title: 'Send the body as application/json' },
+  payload_too_large: { status: 413, title: 'The body is too large' },
+  invalid_cursor: { status: 422, title: 'The cursor is not valid' },
+  unauthorized: { status: 401, title: 'A valid API key is required' },
+  forbidden: { status: 403, title: 'This API key may not do that' },
+  route_not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  device_not_found: { status: 404, title: 'Device not found' },
+  device_exists: { status: 409, title: 'A device with this device_id already exists' },
+  device_has_no_secret: { status: 409, title: 'This device type has no signing secret' },
+  api_key_not_found: { status: 404, title: 'API key not found' },
+  last_admin_key: { status: 409, title: 'The last admin key cannot be revoked' },
+  database_unavailable: { status: 503, title: 'The database is unavailable' },
+  internal_error: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ProblemCode = keyof typeof problemCatalog;
+
+export interface FieldError {
+  /** Where the problem is: `body.msisdn`, `querystring.limit`, `params.device_id`. */
+  field: string;
+  message: string;
+}
+
+/** An error a service throws to answer with a known problem. */
+export class ApiProblem extends Error {
+  override name = 'ApiProblem';
+  readonly status: number;
+  constructor(
+    readonly code: ProblemCode,
+    readonly detail: string,
+    readonly errors?: FieldError[],
+  ) {
+    super(detail);
+    this.status = problemCatalog[code].status;
+  }
+}
+
+/** A 422 naming one field. */
+export function invalidField(field: string, message: string): ApiProblem {
+  return new ApiProblem('validation_failed', `${field}: ${message}`, [{ field, message }]);
+}

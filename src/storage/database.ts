@@ -1,0 +1,175 @@
+/**
+ * The one database seam. PostgreSQL when a URL is given, otherwise an embedded PGlite database in
+ * a folder; both are driven by Kysely's PostgresDialect and get the same migrations, so the rest
+ * of the code never knows which one it runs on.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
+import pg from 'pg';
+import lockfile from 'proper-lockfile';
+import { PGlitePool } from './pglite-pool.js';
+import type { Database } from './schema.js';
+
+export type Db = Kysely<Database>;
+/** A repository method's `db` argument: the whole database or the caller's transaction. */
+export type DbOrTrx = Kysely<Database> | Transaction<Database>;
+
+export interface StorageOptions {
+  /** PostgreSQL URL; unset means embedded PGlite. */
+  databaseUrl?: string | undefined;
+  /** Folder of the embedded database; `undefined` (tests) keeps it in memory. */
+  dataDir?: string | undefined;
+  poolSize?: number;
+  /** PostgreSQL schema to work in (tests give each file its own). */
+  schema?: string;
+}
+
+/** Runs SQL scripts (several statements, no parameters) on one pinned session. */
+export interface ScriptSession {
+  query<R = Record<string, unknown>>(text: string, parameters?: unknown[]): Promise<R[]>;
+  script(text: string): Promise<void>;
+}
+
+export interface Storage {
+  readonly kind: 'postgres' | 'pglite';
+  readonly db: Db;
+  /** Where the data lives, for the start-up banner (a URL without its password, or a folder). */
+  readonly location: string;
+  /** One session for the caller alone (migrations, advisory locks). */
+  withSession<T>(work: (session: ScriptSession) => Promise<T>): Promise<T>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class DataDirInUseError extends Error {
+  override name = 'DataDirInUseError';
+  constructor(readonly dataDir: string) {
+    super(
+      `The embedded database in ${dataDir} is in use by another gateway process. ` +
+        'PGlite allows one process per folder: stop the other one, choose another DATA_DIR, or set DATABASE_URL to share PostgreSQL.',
+    );
+  }
+}
+
+const INT8 = 20;
+
+/** bigint columns (ids, counts) arrive as JS numbers, as PGlite is set to give them. */
+const typeParser = ((oid: number, format: 'text' | 'binary' = 'text'): unknown =>
+  oid === INT8 ? Number : (pg.types.getTypeParser(oid, format) as unknown)) as typeof pg.types.getTypeParser;
+
+export async function openStorage(options: StorageOptions): Promise<Storage> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPGlite(options);
+}
+
+async function openPostgres(databaseUrl: string, options: StorageOptions): Promise<Storage> {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 5_000,
+    // A statement that waits longer than this is stuck (a lock, an outage): fail it instead of hanging the request.
+    statement_timeout: 15_000,
+    ...(options.schema ? { options: `-c search_path=${quoteIdent(options.schema)}` } : {}),
+    types: { getTypeParser: typeParser },
+  });
+  // An idle client losing its server connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const storage: Storage = {
+    kind: 'postgres',
+    db,
+    location: redactUrl(databaseUrl),
+    async withSession(work) {
+      const client = await pool.connect();
+      try {
+        return await work({
+          async query<R>(text: string, parameters: unknown[] = []) {
+            return (await client.query<R & pg.QueryResultRow>(text, parameters)).rows;
+          },
+          async script(text: string) {
+            await client.query(text);
+          },
+        });
+      } finally {
+        client.release();
+      }
+    },
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+  if (options.schema) {
+    await storage.withSession((session) => session.script(`create schema if not exists ${quoteIdent(options.schema!)}`));
+  }
+  return storage;
+}
+
+async function openPGlite(options: StorageOptions): Promise<Storage> {
+  let releaseLock: (() => Promise<void>) | undefined;
+  let dataDir: string | undefined;
+  if (options.dataDir) {
+    dataDir = path.resolve(options.dataDir);
+    mkdirSync(dataDir, { recursive: true });
+    try {
+      releaseLock = await lockfile.lock(dataDir, { lockfilePath: path.join(dataDir, 'gateway.lock'), stale: 15_000, update: 5_000 });
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ELOCKED') throw new DataDirInUseError(dataDir);
+      throw error;
+    }
+  }
+  let database: PGlite;
+  try {
+    database = await PGlite.create({
+      ...(dataDir ? { dataDir: path.join(dataDir, 'pgdata') } : {}),
+      parsers: { [pgliteTypes.INT8]: (value: string) => Number(value) },
+    });
+  } catch (error) {
+    await releaseLock?.();
+    throw error;
+  }
+  const pool = new PGlitePool(database);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    kind: 'pglite',
+    db,
+    location: dataDir ?? '(in memory)',
+    async withSession(work) {
+      const client = await pool.connect();
+      try {
+        return await work({
+          async query<R>(text: string, parameters: unknown[] = []) {
+            return (await client.query<R>(text, parameters)).rows;
+          },
+          script: (text) => client.script(text),
+        });
+      } finally {
+        client.release();
+      }
+    },
+    async ping() {
+      await sql`select 1`.execute(db);
+    },
+    async close() {
+      await db.destroy();
+      await releaseLock?.();
+    },
+  };
+}
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'postgresql://(unparseable URL)';
+  }
+}

@@ -1,0 +1,29 @@
+/** Tells a database that cannot be reached apart from a query that is wrong. */
+const unavailableCodes = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+  '57014', // query_canceled (statement_timeout)
+]);
+
+export function isDatabaseUnavailable(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (unavailableCodes.has(code) || code.startsWith('08'))) return true;
+    if (/Connection terminated|connection timeout|Client has encountered a connection error/i.test(current.message)) return true;
+  }
+  return false;
+}
+
+/** PostgreSQL's unique_violation, with the constraint it hit. */
+export function uniqueViolation(error: unknown): string | undefined {
+  const candidate = error as { code?: unknown; constraint?: unknown };
+  if (candidate?.code !== '23505') return undefined;
+  return typeof candidate.constraint === 'string' ? candidate.constraint : 'unique';
+}
