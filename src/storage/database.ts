@@ -125,7 +125,11 @@ async function openPGlite(options: StorageOptions): Promise<Storage> {
   try {
     database = await PGlite.create({
       ...(dataDir ? { dataDir: path.join(dataDir, 'pgdata') } : {}),
-      parsers: { [pgliteTypes.INT8]: (value: string) => Number(value) },
+      parsers: {
+        [pgliteTypes.INT8]: (value: string) => Number(value),
+        // bytea as a Buffer, as pg gives it (PGlite's own parser returns a plain Uint8Array).
+        [pgliteTypes.BYTEA]: (value: string) => Buffer.from(value.slice(2), 'hex'),
+      },
     });
   } catch (error) {
     await releaseLock?.();
