@@ -41,11 +41,38 @@ export const ConfigSchema = Type.Object({
     default: 'RU',
     description: 'ISO country used to read phone numbers written without a country code (`8 916 …`).',
   }),
+  INSTANCE_ID: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9._:-]{1,100}$',
+      description: 'Name of this gateway instance (default: host name and port). Keep it stable across restarts: calls a crashed instance had in flight are reconciled by the instance that comes back under the same name, at once.',
+    }),
+  ),
+  TELEPHONY: Type.Union([Type.Literal('auto'), Type.Literal('mock'), Type.Literal('freeswitch')], {
+    default: 'auto',
+    description: '`freeswitch`: place calls through the Event Socket; `mock`: the built-in mock telephony; `auto`: FreeSWITCH when `FREESWITCH_ESL_URL` is set, else the mock.',
+  }),
+  FREESWITCH_ESL_URL: Type.Optional(
+    Type.String({ pattern: '^tcp://[^\\s/:]+:[0-9]{1,5}$', description: 'FreeSWITCH Event Socket (inbound), e.g. `tcp://127.0.0.1:8021`.' }),
+  ),
+  FREESWITCH_ESL_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'Event Socket password (required with `FREESWITCH_ESL_URL`).' })),
+  FREESWITCH_DIAL_STRING: Type.String({
+    pattern: '^[A-Za-z0-9/_.:@=-]*\\{number\\}[A-Za-z0-9/_.:@=-]*$',
+    default: 'sofia/gateway/tas/{number}',
+    description: 'Dial-string template; `{number}` becomes the E.164 number (digits and +). Only letters, digits and `/ _ . : @ = -` around it.',
+  }),
+  FREESWITCH_TTS_ENGINE: Type.String({ pattern: '^[A-Za-z0-9_-]{1,50}$', default: 'flite', description: 'TTS engine for alarm messages (`speak`).' }),
+  FREESWITCH_TTS_VOICE: Type.String({ pattern: '^[A-Za-z0-9_-]{1,50}$', default: 'kal', description: 'TTS voice for alarm messages.' }),
+  FREESWITCH_PROMPT_FILE: Type.Optional(
+    Type.String({ pattern: '^[A-Za-z0-9/_.:-]{1,300}$', description: 'A sound file played instead of speaking the message (`playback`).' }),
+  ),
+  FREESWITCH_ACK_PROMPT_FILE: Type.Optional(
+    Type.String({ pattern: '^[A-Za-z0-9/_.:-]{1,300}$', description: 'A sound file asking to press 1; unset: "Press 1 to confirm" is spoken.' }),
+  ),
 });
 
 export type Config = Static<typeof ConfigSchema>;
 
-const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL']);
+const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL', 'FREESWITCH_ESL_PASSWORD']);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -85,8 +112,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const description = (schema as { description?: string }).description;
     problems.push(`${name}=${shown}: ${reason}${description ? ` (${description})` : ''}`);
   }
+  if (raw.FREESWITCH_ESL_URL && !raw.FREESWITCH_ESL_PASSWORD) {
+    problems.push('FREESWITCH_ESL_PASSWORD: is required when FREESWITCH_ESL_URL is set');
+  }
+  if (raw.TELEPHONY === 'freeswitch' && !raw.FREESWITCH_ESL_URL) {
+    problems.push('FREESWITCH_ESL_URL: is required when TELEPHONY=freeswitch');
+  }
   if (problems.length > 0) {
     throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   }
   return raw as Config;
+}
+
+/** The instance name: INSTANCE_ID, or host name and port. */
+export function instanceId(config: Config, hostname: string): string {
+  return config.INSTANCE_ID ?? `${hostname}:${config.PORT}`;
+}
+
+/** Which telephony adapter the configuration asks for. */
+export function telephonyKind(config: Config): 'freeswitch' | 'mock' {
+  if (config.TELEPHONY === 'auto') return config.FREESWITCH_ESL_URL ? 'freeswitch' : 'mock';
+  return config.TELEPHONY;
 }

@@ -8,6 +8,8 @@ export interface DeviceTypeSpec {
   endpoint: 'required' | 'forbidden';
   /** Devices the gateway sends to get a Standard Webhooks signing secret of their own. */
   signingSecret: boolean;
+  /** Event types the device reports through the webhook intake (and rules can match). */
+  events: readonly string[];
 }
 
 export const deviceTypes = {
@@ -15,13 +17,18 @@ export const deviceTypes = {
     description: 'Smart speaker: announces incoming calls to the number it is bound to.',
     endpoint: 'required',
     signingSecret: true,
+    events: [],
   },
   sensor_smoke: {
     description: 'Smoke detector: its events (smoke, smoke_cleared, test) trigger rules.',
     endpoint: 'forbidden',
     signingSecret: false,
+    events: ['smoke', 'smoke_cleared', 'test'],
   },
 } as const satisfies Record<string, DeviceTypeSpec>;
 
 export type DeviceType = keyof typeof deviceTypes;
 export const deviceTypeNames = Object.keys(deviceTypes) as DeviceType[];
+
+/** Every event type some device reports. */
+export const deviceEventTypes: readonly string[] = [...new Set(Object.values(deviceTypes).flatMap((spec): readonly string[] => spec.events))];

@@ -9,6 +9,33 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
+export type Json = JsonValue;
+
+export type JsonArray = JsonValue[];
+
+export type JsonObject = {
+  [x: string]: JsonValue | undefined;
+};
+
+export type JsonPrimitive = boolean | number | string | null;
+
+export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
+
+export interface Alarms {
+  action: Json;
+  correlation_id: string;
+  device_id: string;
+  end_reason: string | null;
+  ended_at: Date | null;
+  event_id: string;
+  event_type: string;
+  id: string;
+  msisdn: string | null;
+  rule_id: number;
+  started_at: Date;
+  status: string;
+}
+
 export interface ApiKeys {
   created_at: Generated<Date>;
   id: Generated<number>;
@@ -17,6 +44,40 @@ export interface ApiKeys {
   name: string;
   revoked_at: Date | null;
   role: string;
+}
+
+export interface Calls {
+  acknowledged: Generated<boolean>;
+  alarm_id: string;
+  answered_at: Date | null;
+  attempt: number;
+  claimed_by: string | null;
+  correlation_id: string;
+  deadline_at: Date | null;
+  dialing_at: Date | null;
+  due_at: Date;
+  ended_at: Date | null;
+  hangup_cause: string | null;
+  id: string;
+  position: number;
+  queued_at: Date;
+  ringing_at: Date | null;
+  seq: Generated<number>;
+  sip_code: number | null;
+  status: string;
+  to_number: string;
+}
+
+export interface DeviceEvents {
+  correlation_id: string;
+  data: Generated<Json>;
+  device_id: string;
+  event_id: string;
+  event_type: string;
+  matched_rules: Generated<number>;
+  occurred_at: Date | null;
+  outcome: Generated<Json>;
+  received_at: Generated<Date>;
 }
 
 export interface Devices {
@@ -45,6 +106,25 @@ export interface EventLogs {
   type: string;
 }
 
+export interface GatewayInstances {
+  heartbeat_at: Date;
+  id: string;
+  started_at: Date;
+}
+
+export interface Rules {
+  action: Json;
+  cooldown_s: Generated<number>;
+  created_at: Generated<Date>;
+  device_id: string | null;
+  enabled: Generated<boolean>;
+  event_type: string;
+  id: Generated<number>;
+  msisdn: string | null;
+  name: string;
+  updated_at: Generated<Date>;
+}
+
 export interface SchemaMigrations {
   applied_at: Generated<Date>;
   name: string;
@@ -52,8 +132,13 @@ export interface SchemaMigrations {
 }
 
 export interface DB {
+  alarms: Alarms;
   api_keys: ApiKeys;
+  calls: Calls;
+  device_events: DeviceEvents;
   devices: Devices;
   event_logs: EventLogs;
+  gateway_instances: GatewayInstances;
+  rules: Rules;
   schema_migrations: SchemaMigrations;
 }
