@@ -16,7 +16,7 @@ import { devicesRoutes } from './devices/devices-routes.js';
 import { DevicesService } from './devices/devices-service.js';
 import { eventLogRoutes } from './event-log/event-log-routes.js';
 import { healthRoutes, type ReadinessCheck } from './health/health-routes.js';
-import { installErrorHandling } from './http/error-handler.js';
+import { installErrorHandling, sendProblem } from './http/error-handler.js';
 import { DOCS_PREFIX, installOpenApi } from './http/openapi.js';
 import { ProblemSchema } from './http/schemas.js';
 import { installValidation } from './http/validation.js';
@@ -47,6 +47,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ? { loggerInstance: logger as FastifyBaseLogger }
       : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // device_id may be 128 characters, percent-encoded up to three times that.
+    maxParamLength: 512,
     // A client-supplied request id is kept when it is safe to log; otherwise a fresh one.
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
@@ -54,7 +56,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { removeAdditional: false } },
     return503OnClosing: true,
+    // Errors the router raises before any handler (a malformed %-escape, an overlong parameter)
+    // get the same problem+json answer as every other error.
+    frameworkErrors: (error, request, reply) => {
+      void reply.header('x-request-id', request.id);
+      void sendProblem(request, reply, error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'uri_too_long' : 'bad_request', error.message);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // Only JSON bodies: text/plain is refused with 415 rather than parsed and refused as "not an object".
+  app.removeContentTypeParser('text/plain');
 
   const db = storage.db;
   const apiKeys = new ApiKeyService(db, config.ADMIN_API_KEY);

@@ -75,7 +75,7 @@ export const apiKeysRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }
       tags,
       summary: 'Revoke an API key',
       description: 'Takes effect at once. Revoking the only admin key while ADMIN_API_KEY is unset is refused (409).',
-      params: Type.Object({ id: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+      params: Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) }, { additionalProperties: false }),
       response: { 204: Type.Null(), ...problems(401, 403, 404, 409, 422) },
     },
     handler: async (request, reply) => {

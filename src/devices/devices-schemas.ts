@@ -22,9 +22,11 @@ const Endpoint = Type.String({
   examples: ['https://speaker.example.net/notify', 'mqtt://127.0.0.1:1883/home/42/speaker'],
 });
 
-const Metadata = Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), {
+const Metadata = Type.Unsafe<Record<string, unknown>>({
+  type: 'object',
+  propertyNames: { minLength: 1, maxLength: 64 },
   maxProperties: 50,
-  description: 'Free-form attributes of the device (room, model...).',
+  description: 'Free-form attributes of the device (room, model...): at most 50 keys of 1 to 64 characters.',
 });
 
 const Name = Type.String({ minLength: 1, maxLength: 200 });

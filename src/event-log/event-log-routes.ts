@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.js';
-import { PhoneNumberInput, problems, Timestamp } from '../http/schemas.js';
+import { parseTimestampParameter, PhoneNumberInput, problems, Timestamp } from '../http/schemas.js';
 import type { DevicesService } from '../devices/devices-service.js';
 import type { Db } from '../storage/database.js';
 import type { EventLogRow } from '../storage/schema.js';
@@ -55,8 +55,8 @@ export const eventLogRoutes: FastifyPluginAsyncTypebox<{ db: Db; devices: Device
         deviceId: query.device_id,
         msisdn: query.msisdn === undefined ? undefined : devices.msisdnOf('querystring.msisdn', query.msisdn),
         correlationId: query.correlation_id,
-        since: query.since === undefined ? undefined : new Date(query.since),
-        until: query.until === undefined ? undefined : new Date(query.until),
+        since: parseTimestampParameter('querystring.since', query.since),
+        until: parseTimestampParameter('querystring.until', query.until),
         beforeId: decodeCursor(query.cursor),
         limit,
       });

@@ -5,6 +5,7 @@
 export const problemCatalog = {
   validation_failed: { status: 422, title: 'The request is not valid' },
   bad_request: { status: 400, title: 'The request cannot be read' },
+  uri_too_long: { status: 414, title: 'A path parameter is too long' },
   malformed_json: { status: 400, title: 'The body is not valid JSON' },
   empty_body: { status: 400, title: 'A JSON body is required' },
   unsupported_media_type: { status: 415, title: 'Send the body as application/json' },

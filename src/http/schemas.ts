@@ -1,6 +1,7 @@
 /** Schemas several routes share: problem responses and common field shapes. */
 import { Type, type TSchema } from 'typebox';
 import { E164_PATTERN } from '../phone-numbers/msisdn.js';
+import { invalidField } from './problems.js';
 
 /** A string restricted to a fixed list, as a plain JSON Schema `enum` (clear errors, clean OpenAPI). */
 export function StringEnum<const T extends readonly string[]>(values: T, options: { description?: string; default?: T[number] } = {}) {
@@ -20,10 +21,26 @@ export const ProblemSchema = Type.Object(
   { $id: 'Problem', description: 'RFC 9457 problem details.' },
 );
 
-/** The problem responses a route can give, for its OpenAPI description. */
-export function problems(...statuses: number[]): Record<number, TSchema> {
-  return Object.fromEntries(statuses.map((status) => [status, Type.Ref('Problem')]));
+/** The problem responses a route can give, described (and serialised) as application/problem+json. */
+export function problems(...statuses: number[]): Record<number, { description: string; content: Record<string, { schema: TSchema }> }> {
+  return Object.fromEntries(
+    statuses.map((status) => [
+      status,
+      { description: problemDescriptions[status] ?? 'Problem', content: { 'application/problem+json': { schema: Type.Ref('Problem') } } },
+    ]),
+  );
 }
+
+const problemDescriptions: Record<number, string> = {
+  400: 'The request cannot be read',
+  401: 'No valid API key',
+  403: 'The key may not call this route',
+  404: 'Not found',
+  409: 'Conflict with the current state',
+  413: 'Body too large',
+  415: 'Body not JSON',
+  422: 'Invalid request; `errors` names the fields',
+};
 
 export const E164 = Type.String({ pattern: E164_PATTERN, description: 'Phone number in E.164 form.', examples: ['+79161234567'] });
 
@@ -36,3 +53,12 @@ export const PhoneNumberInput = Type.String({
 });
 
 export const Timestamp = Type.String({ format: 'date-time' });
+
+/** A date-time query parameter, as a Date, refused (422 naming it) outside years 1970 to 9999. */
+export function parseTimestampParameter(field: string, text: string | undefined): Date | undefined {
+  if (text === undefined) return undefined;
+  const date = new Date(text);
+  const year = date.getUTCFullYear();
+  if (Number.isNaN(date.getTime()) || year < 1970 || year > 9999) throw invalidField(field, 'must be a date-time between 1970 and 9999');
+  return date;
+}
