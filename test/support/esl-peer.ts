@@ -770,6 +770,10 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
         });
         return;
       }
+      case 'sendmsg':
+        // As in extras.jsonl: FreeSWITCH accepts the message at once (the peer does not run the app).
+        reply(commandReplyFrame('+OK'));
+        return;
       default:
         reply(commandReplyFrame('-ERR command not found'));
     }
