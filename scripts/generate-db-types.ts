@@ -30,6 +30,10 @@ try {
       columns: {
         'devices.metadata': 'ColumnType<Record<string, unknown>, string | undefined, string>',
         'event_logs.details': 'ColumnType<Record<string, unknown>, string | undefined, string>',
+        'rules.action': 'ColumnType<Record<string, unknown>, string, string>',
+        'alarms.action': 'ColumnType<Record<string, unknown>, string, string>',
+        'device_events.data': 'ColumnType<Record<string, unknown>, string | undefined, string>',
+        'device_events.outcome': 'ColumnType<Record<string, unknown>, string | undefined, string>',
       },
     }),
     '--out-file', 'src/storage/schema.generated.ts',

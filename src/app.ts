@@ -20,7 +20,20 @@ import { installErrorHandling, sendProblem } from './http/error-handler.js';
 import { DOCS_PREFIX, installOpenApi } from './http/openapi.js';
 import { ProblemSchema } from './http/schemas.js';
 import { installValidation } from './http/validation.js';
+import { Rule } from './rules/rules-schemas.js';
+import { rulesRoutes } from './rules/rules-routes.js';
+import { RulesService } from './rules/rules-service.js';
 import type { Storage } from './storage/database.js';
+import { AlarmEscalation } from './alarms/alarm-escalation.js';
+import { Alarm, Call, alarmsRoutes } from './alarms/alarms-routes.js';
+import { AlarmsService } from './alarms/alarms-service.js';
+import { CallDispatcher, type DispatcherOptions } from './alarms/call-dispatcher.js';
+import { callTrigger } from './alarms/rule-triggers.js';
+import { systemClock, type Clock } from './clock/clock.js';
+import { deviceEventsRoutes } from './device-events/device-events-routes.js';
+import { DeviceEventsService } from './device-events/device-events-service.js';
+import { MockTelephony } from './telephony/mock/mock-telephony.js';
+import type { Telephony } from './telephony/telephony.js';
 
 export const version: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -29,11 +42,25 @@ export interface AppOptions {
   storage: Storage;
   /** A pino logger, or Fastify logger options; tests pass `false` or a silent logger. */
   logger?: FastifyServerOptions['logger'] | FastifyBaseLogger;
+  /** The phone switch: FreeSWITCH or the mock (default: a mock on the clock). */
+  telephony?: Telephony;
+  clock?: Clock;
+  /** This instance's name (see INSTANCE_ID). */
+  instanceId?: string;
+  dispatcher?: Partial<DispatcherOptions>;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    services: { apiKeys: ApiKeyService; devices: DevicesService };
+    services: {
+      apiKeys: ApiKeyService;
+      devices: DevicesService;
+      rules: RulesService;
+      alarms: AlarmsService;
+      deviceEvents: DeviceEventsService;
+      dispatcher: CallDispatcher;
+      telephony: Telephony;
+    };
   }
 }
 
@@ -69,7 +96,27 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const db = storage.db;
   const apiKeys = new ApiKeyService(db, config.ADMIN_API_KEY);
   const devices = new DevicesService(db, config.DEFAULT_COUNTRY);
-  app.decorate('services', { apiKeys, devices });
+  const rules = new RulesService(db, devices);
+  const clock = options.clock ?? systemClock;
+  const telephony = options.telephony ?? new MockTelephony({ clock });
+  const escalation = new AlarmEscalation(db, clock);
+  const dispatcher = new CallDispatcher(
+    { db, telephony, escalation, clock, instanceId: options.instanceId ?? 'gateway', logger: app.log },
+    options.dispatcher,
+  );
+  const afterCommit = dispatcher.afterCommit.bind(dispatcher);
+  const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock) }, escalation, clock, afterCommit });
+  const alarms = new AlarmsService({ db, escalation, clock, afterCommit });
+  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony });
+  // The switch and the dispatcher run while the app does.
+  app.addHook('onReady', async () => {
+    await telephony.start();
+    await dispatcher.start();
+  });
+  app.addHook('onClose', async () => {
+    await dispatcher.stop();
+    await telephony.stop();
+  });
 
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
@@ -79,10 +126,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   installAuthentication(app, { apiKeys, db, publicPrefixes: [DOCS_PREFIX] });
   app.addSchema(ProblemSchema);
   app.addSchema(Device);
+  app.addSchema(Rule);
+  app.addSchema(Alarm);
+  app.addSchema(Call);
   await installOpenApi(app, version);
 
   const readiness: ReadinessCheck[] = [
     { name: 'database', check: async () => (await storage.ping(), { ok: true, detail: storage.kind }) },
+    { name: 'telephony', check: async () => telephony.status() },
   ];
   await app.register(healthRoutes, { checks: readiness });
   app.get('/', { config: { public: true }, schema: { hide: true } }, async () => ({
@@ -98,6 +149,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     async (api) => {
       await api.register(apiKeysRoutes, { apiKeys });
       await api.register(devicesRoutes, { devices });
+      await api.register(rulesRoutes, { rules });
+      await api.register(deviceEventsRoutes, { deviceEvents });
+      await api.register(alarmsRoutes, { alarms, devices });
       await api.register(eventLogRoutes, { db, devices });
     },
     { prefix: '/api/v1' },

@@ -4,8 +4,12 @@
  */
 import closeWithGrace from 'close-with-grace';
 import pino, { type Logger } from 'pino';
+import { hostname } from 'node:os';
 import { buildApp } from './app.js';
-import type { Config } from './config/config.js';
+import { instanceId, telephonyKind, type Config } from './config/config.js';
+import { FreeSwitchTelephony } from './telephony/freeswitch/freeswitch-telephony.js';
+import { MockTelephony } from './telephony/mock/mock-telephony.js';
+import type { Telephony } from './telephony/telephony.js';
 import { openStorage, type Storage } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 
@@ -31,10 +35,30 @@ export async function openMigratedStorage(config: Config, logger: Logger): Promi
   }
 }
 
+/** The phone switch the configuration asks for. */
+export function createTelephony(config: Config, logger: Logger): Telephony {
+  if (telephonyKind(config) === 'freeswitch') {
+    const [, host, port] = /^tcp:\/\/([^\s/:]+):(\d{1,5})$/.exec(config.FREESWITCH_ESL_URL!)!;
+    return new FreeSwitchTelephony({
+      host: host!,
+      port: Number(port),
+      password: config.FREESWITCH_ESL_PASSWORD!,
+      dialStringTemplate: config.FREESWITCH_DIAL_STRING,
+      ttsEngine: config.FREESWITCH_TTS_ENGINE,
+      ttsVoice: config.FREESWITCH_TTS_VOICE,
+      promptFile: config.FREESWITCH_PROMPT_FILE,
+      ackPromptFile: config.FREESWITCH_ACK_PROMPT_FILE,
+      logger: logger.child({ component: 'freeswitch' }),
+    });
+  }
+  return new MockTelephony({ logger: logger.child({ component: 'mock-telephony' }) });
+}
+
 export async function serve(config: Config): Promise<void> {
   const logger = createLogger(config);
   const storage = await openMigratedStorage(config, logger);
-  const app = await buildApp({ config, storage, logger });
+  const telephony = createTelephony(config, logger);
+  const app = await buildApp({ config, storage, logger, telephony, instanceId: instanceId(config, hostname()) });
   const firstAdminKey = await app.services.apiKeys.ensureAdminKey();
 
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
@@ -55,6 +79,7 @@ export async function serve(config: Config): Promise<void> {
     `  API docs:   ${base}/docs   (OpenAPI: ${base}/openapi.json)`,
     `  Health:     ${base}/healthz   Ready: ${base}/readyz`,
     `  Database:   ${storage.kind === 'pglite' ? `embedded PGlite in ${storage.location}` : `PostgreSQL ${storage.location}`}`,
+    `  Telephony:  ${telephony.name === 'mock' ? 'mock (no FreeSWITCH configured; magic numbers in the README)' : `FreeSWITCH at ${config.FREESWITCH_ESL_URL}`}`,
   ];
   if (firstAdminKey) {
     lines.push(

@@ -3,7 +3,7 @@ import { ConfigSchema } from './config.js';
 
 export function configurationTable(): string {
   const rows = Object.entries(ConfigSchema.properties).map(([name, schema]) => {
-    const { default: fallback, description } = schema as { default?: unknown; description?: string };
+    const { default: fallback, description } = schema as { default?: string | number | boolean; description?: string };
     return `| \`${name}\` | ${fallback === undefined ? '(unset)' : `\`${String(fallback)}\``} | ${description ?? ''} |`;
   });
   return ['| Variable | Default | Meaning |', '|---|---|---|', ...rows].join('\n');

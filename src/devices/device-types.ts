@@ -10,6 +10,8 @@ export interface DeviceTypeSpec {
   signingSecret: boolean;
   /** Event types the device reports through the webhook intake (and rules can match). */
   events: readonly string[];
+  /** Events that end the device's active alarms started by other events (`smoke_cleared` ends `smoke`). */
+  clears?: Readonly<Record<string, readonly string[]>>;
 }
 
 export const deviceTypes = {
@@ -24,6 +26,7 @@ export const deviceTypes = {
     endpoint: 'forbidden',
     signingSecret: false,
     events: ['smoke', 'smoke_cleared', 'test'],
+    clears: { smoke_cleared: ['smoke'] },
   },
 } as const satisfies Record<string, DeviceTypeSpec>;
 

@@ -36,12 +36,12 @@ export function decodeCursor(cursor: string | undefined): number | undefined {
   return Number(match[1]);
 }
 
-/** Given up to limit+1 rows fetched, the page and the cursor of the next one. */
-export function toPage<Row extends { id: number }, Item>(rows: Row[], limit: number, present: (row: Row) => Item) {
+/** Given up to limit+1 rows fetched, the page and the cursor of the next one (the last row's sort key). */
+export function toPage<Row, Item>(rows: Row[], limit: number, present: (row: Row) => Item, keyOf: (row: Row) => number = (row) => (row as { id: number }).id) {
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   return {
     items: items.map(present),
-    next_cursor: rows.length > limit && last ? encodeCursor(last.id) : null,
+    next_cursor: rows.length > limit && last !== undefined ? encodeCursor(keyOf(last)) : null,
   };
 }

@@ -9,20 +9,8 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
-export type Json = JsonValue;
-
-export type JsonArray = JsonValue[];
-
-export type JsonObject = {
-  [x: string]: JsonValue | undefined;
-};
-
-export type JsonPrimitive = boolean | number | string | null;
-
-export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
-
 export interface Alarms {
-  action: Json;
+  action: ColumnType<Record<string, unknown>, string, string>;
   correlation_id: string;
   device_id: string;
   end_reason: string | null;
@@ -32,6 +20,7 @@ export interface Alarms {
   id: string;
   msisdn: string | null;
   rule_id: number;
+  seq: Generated<number>;
   started_at: Date;
   status: string;
 }
@@ -61,6 +50,7 @@ export interface Calls {
   id: string;
   position: number;
   queued_at: Date;
+  redial_of: string | null;
   ringing_at: Date | null;
   seq: Generated<number>;
   sip_code: number | null;
@@ -70,13 +60,13 @@ export interface Calls {
 
 export interface DeviceEvents {
   correlation_id: string;
-  data: Generated<Json>;
+  data: ColumnType<Record<string, unknown>, string | undefined, string>;
   device_id: string;
   event_id: string;
   event_type: string;
   matched_rules: Generated<number>;
   occurred_at: Date | null;
-  outcome: Generated<Json>;
+  outcome: ColumnType<Record<string, unknown>, string | undefined, string>;
   received_at: Generated<Date>;
 }
 
@@ -113,7 +103,7 @@ export interface GatewayInstances {
 }
 
 export interface Rules {
-  action: Json;
+  action: ColumnType<Record<string, unknown>, string, string>;
   cooldown_s: Generated<number>;
   created_at: Generated<Date>;
   device_id: string | null;

@@ -4,7 +4,7 @@
  * cannot drift apart. This file only names the types the rest of the code uses.
  */
 import type { Insertable, Selectable, Updateable } from 'kysely';
-import type { ApiKeys, DB, Devices, EventLogs } from './schema.generated.js';
+import type { ApiKeys, DB, Devices, EventLogs, Rules } from './schema.generated.js';
 
 export type Database = DB;
 export type ApiKeyRow = Selectable<ApiKeys>;
@@ -13,3 +13,6 @@ export type DeviceRow = Selectable<Devices>;
 export type NewDeviceRow = Insertable<Devices>;
 export type DeviceUpdate = Updateable<Devices>;
 export type EventLogRow = Selectable<EventLogs>;
+export type RuleRow = Selectable<Rules>;
+export type NewRuleRow = Insertable<Rules>;
+export type RuleUpdate = Updateable<Rules>;

@@ -61,6 +61,16 @@ const EXPECTED_ROUTES: ExpectedRoute[] = [
   { method: 'DELETE', path: '/api/v1/devices/:device_id', success: 204 },
   { method: 'POST', path: '/api/v1/devices/:device_id/rotate-secret', success: 200 },
   { method: 'GET', path: '/api/v1/event-logs', success: 200, query: ['type', 'device_id', 'msisdn', 'correlation_id', 'since', 'until', 'limit', 'cursor'] },
+  { method: 'POST', path: '/api/v1/rules', success: 201, body: true },
+  { method: 'GET', path: '/api/v1/rules', success: 200, query: ['event_type', 'device_id', 'msisdn', 'enabled', 'limit', 'cursor'] },
+  { method: 'GET', path: '/api/v1/rules/:id', success: 200 },
+  { method: 'PATCH', path: '/api/v1/rules/:id', success: 200, body: true },
+  { method: 'DELETE', path: '/api/v1/rules/:id', success: 204 },
+  { method: 'POST', path: '/api/v1/webhooks/events', success: 202, body: true },
+  { method: 'GET', path: '/api/v1/alarms', success: 200, query: ['status', 'device_id', 'rule_id', 'limit', 'cursor'] },
+  { method: 'GET', path: '/api/v1/alarms/:id', success: 200 },
+  { method: 'POST', path: '/api/v1/alarms/:id/cancel', success: 200 },
+  { method: 'GET', path: '/api/v1/calls', success: 200, query: ['status', 'alarm_id', 'to', 'limit', 'cursor'] },
 ];
 
 const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');

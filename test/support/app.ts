@@ -1,6 +1,6 @@
 /** Builds the real gateway app on a test database, as the entry point does. */
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import { buildApp } from '../../src/app.js';
+import { buildApp, type AppOptions } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config/config.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
@@ -15,10 +15,14 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
-  const database = await createTestDatabase();
+export async function createTestApp(
+  env: Record<string, string> = {},
+  options: Pick<AppOptions, 'telephony' | 'clock' | 'instanceId' | 'dispatcher'> & { database?: TestDatabase } = {},
+): Promise<TestApp> {
+  const { database: given, ...collaborators } = options;
+  const database = given ?? (await createTestDatabase());
   const config = loadConfig({ ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'silent', ...env });
-  const app = await buildApp({ config, storage: database.storage, logger: false });
+  const app = await buildApp({ config, storage: database.storage, logger: false, ...collaborators });
   await app.ready();
   return {
     app,

@@ -36,6 +36,7 @@ create index device_events_by_device on device_events (device_id, received_at);
 
 create table alarms (
   id uuid primary key,
+  seq bigint generated always as identity unique,
   rule_id bigint not null,
   device_id text not null,
   msisdn text,
@@ -52,7 +53,8 @@ create table alarms (
 -- At most one active alarm per rule and device, whichever gateway instance tries to start another.
 create unique index alarms_one_active on alarms (rule_id, device_id) where status = 'active';
 create index alarms_by_rule_device on alarms (rule_id, device_id, started_at desc);
-create index alarms_by_status on alarms (status, started_at);
+create index alarms_by_status on alarms (status, seq);
+create index alarms_by_device on alarms (device_id, seq);
 
 create table calls (
   -- Also the FreeSWITCH channel uuid (origination_uuid), so a call can be found on the switch.
@@ -79,7 +81,9 @@ create table calls (
   -- A call in flight past this time is reconciled with the switch.
   deadline_at timestamptz,
   correlation_id text not null,
-  unique (alarm_id, position, attempt)
+  -- Set when this call re-dials one whose outcome was lost (a crash or a dropped connection while
+  -- it was in flight, and the switch no longer knew the channel): the same attempt, made again.
+  redial_of uuid references calls (id)
 );
 create index calls_due on calls (due_at) where status = 'queued';
 create index calls_in_flight on calls (deadline_at) where status in ('dialing', 'ringing', 'answered');

@@ -1,0 +1,193 @@
+/**
+ * Carries an alarm from its first call to its end: records what the switch says about each call,
+ * and on each call's end decides, in the same transaction, the next call (a queued row: the
+ * durable job) or the alarm's end. Every step writes its event-log row with the alarm's
+ * correlation id.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock/clock.js';
+import { appendEvent, appendEvents, type EventLogEntry } from '../event-log/event-log.js';
+import type { Db, DbOrTrx } from '../storage/database.js';
+import type { CallProgress } from '../telephony/telephony.js';
+import * as repository from './alarms-repository.js';
+import type { AlarmRow, CallRow } from './alarms-repository.js';
+import type { CallAction } from '../rules/rule-actions.js';
+import { finalStatusOf, nextStep, type FinalCallStatus } from './escalation.js';
+
+/** Extra time past the ring timeout for the message, the confirmation and the hangup. */
+export const CALL_DEADLINE_MARGIN_S = 180;
+
+export interface EscalationEffects {
+  /** Calls to hang up once the transaction has committed (alarm ended while they were in flight). */
+  hangups: string[];
+  /** Whether new calls were queued (the dispatcher should look for due calls). */
+  queued: boolean;
+}
+
+export class AlarmEscalation {
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Queues the first call of a new alarm (in the caller's transaction). */
+  async queueFirstCall(trx: DbOrTrx, alarm: AlarmRow): Promise<CallRow> {
+    return this.queueCall(trx, alarm, { position: 0, attempt: 1, delayS: 0, redialOf: null });
+  }
+
+  private async queueCall(
+    trx: DbOrTrx,
+    alarm: AlarmRow,
+    step: { position: number; attempt: number; delayS: number; redialOf: string | null },
+  ): Promise<CallRow> {
+    const action = alarm.action as unknown as CallAction;
+    const now = this.clock.now();
+    const call = await repository.insertCall(trx, {
+      id: randomUUID(),
+      alarm_id: alarm.id,
+      position: step.position,
+      attempt: step.attempt,
+      to_number: action.to[step.position]!,
+      status: 'queued',
+      due_at: new Date(now.getTime() + step.delayS * 1000),
+      queued_at: now,
+      correlation_id: alarm.correlation_id,
+      redial_of: step.redialOf,
+    });
+    await appendEvent(trx, {
+      type: 'call.queued',
+      status: 'info',
+      deviceId: alarm.device_id,
+      msisdn: alarm.msisdn,
+      correlationId: alarm.correlation_id,
+      details: {
+        alarm_id: alarm.id,
+        call_id: call.id,
+        to: call.to_number,
+        position: call.position,
+        attempt: call.attempt,
+        due_at: call.due_at.toISOString(),
+        ...(step.redialOf ? { redial_of: step.redialOf } : {}),
+      },
+    });
+    return call;
+  }
+
+  /** Applies one report from the switch. Returns what must happen after the commit. */
+  async recordProgress(progress: CallProgress): Promise<EscalationEffects> {
+    const effects: EscalationEffects = { hangups: [], queued: false };
+    await this.db.transaction().execute(async (trx) => {
+      if (progress.kind === 'ringing' || progress.kind === 'answered') {
+        const call = await repository.advanceCall(trx, progress.callId, progress.kind, progress.at);
+        if (call) await this.logCall(trx, call, `call.${progress.kind}`, 'info');
+        return;
+      }
+      if (progress.kind === 'acknowledged') {
+        const call = await repository.markAcknowledged(trx, progress.callId);
+        if (!call) return;
+        await this.logCall(trx, call, 'call.acknowledged', 'ok');
+        // Confirmed: the alarm is resolved now, not when the callee hangs up.
+        const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
+        if (alarm?.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
+        return;
+      }
+      const status = finalStatusOf(progress);
+      await this.finish(trx, progress.callId, { status, cause: progress.cause, sipCode: progress.sipCode ?? null, acknowledged: progress.acknowledged, outcomeUnknown: false }, effects);
+    });
+    return effects;
+  }
+
+  /**
+   * Ends a call the gateway judged itself: its outcome was lost and the switch no longer has it
+   * (`outcomeUnknown`), or it ran past its deadline.
+   */
+  async finishUnobserved(callId: string, reason: 'OUTCOME_UNKNOWN' | 'DEADLINE_EXCEEDED'): Promise<EscalationEffects> {
+    const effects: EscalationEffects = { hangups: [], queued: false };
+    await this.db.transaction().execute(async (trx) => {
+      await this.finish(trx, callId, { status: 'failed', cause: reason, sipCode: null, acknowledged: false, outcomeUnknown: reason === 'OUTCOME_UNKNOWN' }, effects);
+    });
+    if (reason === 'DEADLINE_EXCEEDED') effects.hangups.push(callId);
+    return effects;
+  }
+
+  private async finish(
+    trx: DbOrTrx,
+    callId: string,
+    end: { status: FinalCallStatus; cause: string; sipCode: number | null; acknowledged: boolean; outcomeUnknown: boolean },
+    effects: EscalationEffects,
+  ): Promise<void> {
+    const now = this.clock.now();
+    const call = await repository.finishCall(trx, callId, { ...end, at: now });
+    if (!call) return; // not ours, or its end was already recorded
+    const type = call.status === 'completed' ? 'call.completed' : call.status === 'canceled' ? 'call.canceled' : 'call.failed';
+    await this.logCall(trx, call, type, call.status === 'completed' ? 'ok' : call.status === 'canceled' ? 'info' : 'failed', {
+      status: call.status,
+      cause: call.hangup_cause,
+      sip_code: call.sip_code,
+      acknowledged: call.acknowledged,
+      ...(end.outcomeUnknown ? { outcome_unknown: true } : {}),
+    });
+    const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
+    if (!alarm || alarm.status !== 'active') return;
+    const action = alarm.action as unknown as CallAction;
+    const step = nextStep(action, { position: call.position, attempt: call.attempt, status: call.status as FinalCallStatus, acknowledged: call.acknowledged, outcomeUnknown: end.outcomeUnknown });
+    switch (step.kind) {
+      case 'resolved':
+        await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
+        return;
+      case 'exhausted':
+        await this.endAlarm(trx, alarm, 'exhausted', 'every number was tried without a confirmation', effects);
+        return;
+      case 'call':
+        await this.queueCall(trx, alarm, { position: step.position, attempt: step.attempt, delayS: step.delayS, redialOf: step.redial ? call.id : null });
+        effects.queued = true;
+        return;
+      case 'none':
+        return;
+    }
+  }
+
+  /** Ends an alarm: pending calls canceled, calls in flight hung up after the commit. */
+  async endAlarm(
+    trx: DbOrTrx,
+    alarm: AlarmRow,
+    status: 'resolved' | 'exhausted' | 'canceled',
+    reason: string,
+    effects: EscalationEffects,
+    keepCallId?: string,
+  ): Promise<boolean> {
+    const now = this.clock.now();
+    if (!(await repository.endAlarm(trx, alarm.id, status, now, reason))) return false;
+    const canceled = await repository.cancelQueuedCalls(trx, alarm.id, now);
+    const inFlight = await repository.inFlightCallsOfAlarm(trx, alarm.id);
+    effects.hangups.push(...inFlight.filter((call) => call.id !== keepCallId).map((call) => call.id));
+    const entries: EventLogEntry[] = canceled.map((call) => callEntry(alarm, call, 'call.canceled', 'info', { status: 'canceled', reason: `alarm ${status}` }));
+    entries.push({
+      type: `alarm.${status}`,
+      status: status === 'resolved' ? 'ok' : status === 'exhausted' ? 'failed' : 'info',
+      deviceId: alarm.device_id,
+      msisdn: alarm.msisdn,
+      correlationId: alarm.correlation_id,
+      details: { alarm_id: alarm.id, rule_id: alarm.rule_id, reason },
+    });
+    await appendEvents(trx, entries);
+    return true;
+  }
+
+  private async logCall(trx: DbOrTrx, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown> = {}): Promise<void> {
+    const alarm = await repository.findAlarm(trx, call.alarm_id);
+    if (!alarm) return;
+    await appendEvent(trx, callEntry(alarm, call, type, status, extra));
+  }
+}
+
+function callEntry(alarm: AlarmRow, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown>): EventLogEntry {
+  return {
+    type,
+    status,
+    deviceId: alarm.device_id,
+    msisdn: alarm.msisdn,
+    correlationId: alarm.correlation_id,
+    details: { alarm_id: alarm.id, call_id: call.id, to: call.to_number, position: call.position, attempt: call.attempt, ...extra },
+  };
+}

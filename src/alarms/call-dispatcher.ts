@@ -1,0 +1,317 @@
+/**
+ * Places the calls the escalation queues, and keeps watch over them.
+ *
+ * - A queued call row is the durable job. A pass claims due rows (queued -> dialing, committed
+ *   with its `call.dialing` log row) and only then hands them to the switch, so a call is dialed
+ *   by exactly one instance, at most once. The pass runs at once when work is queued here (no
+ *   polling delay), when a retry falls due (a timer), and every poll interval (work queued by
+ *   another instance, or left by a crash).
+ * - Progress from the switch is applied per call in arrival order.
+ * - Calls in flight whose watcher is gone (this instance in an earlier life, an instance whose
+ *   heartbeat stopped, a dropped switch connection, a passed deadline) are reconciled: if the
+ *   switch still has the channel, it is adopted and watched; if not, its outcome is unknowable
+ *   and the same attempt is made again under a new call id. Nothing is re-dialed before the
+ *   switch has been asked.
+ */
+import { sql } from 'kysely';
+import type { Clock } from '../clock/clock.js';
+import { appendEvents } from '../event-log/event-log.js';
+import type { Db } from '../storage/database.js';
+import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type Telephony } from '../telephony/telephony.js';
+import type { CallAction } from '../rules/rule-actions.js';
+import { CALL_DEADLINE_MARGIN_S, type AlarmEscalation, type EscalationEffects } from './alarm-escalation.js';
+import * as repository from './alarms-repository.js';
+import type { CallRow } from './alarms-repository.js';
+
+export interface DispatcherLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface DispatcherOptions {
+  /** Calls claimed per pass. */
+  batchSize: number;
+  /** How often to look for work queued elsewhere and for orphaned calls. */
+  pollIntervalMs: number;
+  heartbeatIntervalMs: number;
+  /** An instance whose heartbeat is older than this is gone; its calls in flight are reconciled. */
+  staleAfterMs: number;
+  /** Delay before trying again a call the switch could not take (not connected). */
+  notPlacedRetryMs: number;
+}
+
+const defaults: DispatcherOptions = {
+  batchSize: 50,
+  pollIntervalMs: 1_000,
+  heartbeatIntervalMs: 5_000,
+  staleAfterMs: 20_000,
+  notPlacedRetryMs: 2_000,
+};
+
+export class CallDispatcher {
+  readonly #options: DispatcherOptions;
+  readonly #startedAt: Date;
+  #running = false;
+  #passRunning = false;
+  #passAgain = false;
+  #cancelTimers: (() => void)[] = [];
+  #wakeAt: number | undefined;
+  #cancelWake: (() => void) | undefined;
+  readonly #callChains = new Map<string, Promise<void>>();
+  readonly #pending = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly deps: {
+      db: Db;
+      telephony: Telephony;
+      escalation: AlarmEscalation;
+      clock: Clock;
+      instanceId: string;
+      logger: DispatcherLogger;
+    },
+    options: Partial<DispatcherOptions> = {},
+  ) {
+    this.#options = { ...defaults, ...options };
+    this.#startedAt = deps.clock.now();
+  }
+
+  get instanceId(): string {
+    return this.deps.instanceId;
+  }
+
+  async start(): Promise<void> {
+    this.#running = true;
+    this.deps.telephony.onProgress((progress) => this.#applyProgress(progress));
+    this.deps.telephony.onReconnect(() => {
+      this.deps.logger.info({}, 'telephony reconnected: reconciling calls in flight');
+      this.#track(this.reconcile({ all: true }).then(() => this.kick()));
+    });
+    await repository.heartbeat(this.deps.db, this.deps.instanceId, this.deps.clock.now(), this.#startedAt);
+    this.#every(this.#options.heartbeatIntervalMs, () => repository.heartbeat(this.deps.db, this.deps.instanceId, this.deps.clock.now(), this.#startedAt));
+    this.#every(this.#options.pollIntervalMs, async () => {
+      await this.reconcile({ all: false });
+      this.kick();
+    });
+    await this.reconcile({ all: false });
+    this.kick();
+  }
+
+  /** Stops watching; calls in flight stay in the database and are reconciled by the next start. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    for (const cancel of this.#cancelTimers) cancel();
+    this.#cancelTimers = [];
+    this.#cancelWake?.();
+    await this.settle();
+  }
+
+  /** Looks for due calls now (coalesced: one pass at a time, one more if asked meanwhile). */
+  kick(): void {
+    if (!this.#running) return;
+    if (this.#passRunning) {
+      this.#passAgain = true;
+      return;
+    }
+    this.#passRunning = true;
+    this.#track(
+      (async () => {
+        try {
+          do {
+            this.#passAgain = false;
+            await this.#pass();
+          } while (this.#passAgain && this.#running);
+          await this.#scheduleWake();
+        } catch (error) {
+          this.deps.logger.error({ err: error }, 'dispatch pass failed; retrying at the next poll');
+        } finally {
+          this.#passRunning = false;
+        }
+      })(),
+    );
+  }
+
+  /** Resolves when nothing is being claimed, placed or recorded (tests wait on this). */
+  async settle(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  async #pass(): Promise<void> {
+    if (!this.deps.telephony.status().ok) return; // the calls wait, queued, for the switch to come back
+    for (;;) {
+      const claimed = await this.#claim();
+      if (claimed.length === 0) return;
+      await Promise.all(claimed.map(({ call, action }) => this.#place(call, action)));
+      if (claimed.length < this.#options.batchSize) return;
+    }
+  }
+
+  async #claim(): Promise<{ call: CallRow; action: CallAction }[]> {
+    const now = this.deps.clock.now();
+    return this.deps.db.transaction().execute(async (trx) => {
+      const calls = await repository.claimDueCalls(trx, this.deps.instanceId, now, this.#options.batchSize);
+      if (calls.length === 0) return [];
+      const alarms = await trx.selectFrom('alarms').selectAll().where('id', 'in', [...new Set(calls.map((call) => call.alarm_id))]).execute();
+      const byId = new Map(alarms.map((alarm) => [alarm.id, alarm]));
+      const result = calls.map((call) => ({ call, alarm: byId.get(call.alarm_id)!, action: byId.get(call.alarm_id)!.action as unknown as CallAction }));
+      await trx
+        .updateTable('calls')
+        .set({
+          deadline_at: sql<Date>`${now}::timestamptz + make_interval(secs => (select (a.action->>'ring_timeout_s')::int + ${CALL_DEADLINE_MARGIN_S} from alarms a where a.id = calls.alarm_id))`,
+        })
+        .where('id', 'in', calls.map((call) => call.id))
+        .execute();
+      await appendEvents(
+        trx,
+        result.map(({ call, alarm }) => ({
+          type: 'call.dialing',
+          status: 'info' as const,
+          deviceId: alarm.device_id,
+          msisdn: alarm.msisdn,
+          correlationId: alarm.correlation_id,
+          details: { alarm_id: alarm.id, call_id: call.id, to: call.to_number, position: call.position, attempt: call.attempt, instance: this.deps.instanceId },
+        })),
+      );
+      return result.map(({ call, action }) => ({ call, action }));
+    });
+  }
+
+  async #place(call: CallRow, action: CallAction): Promise<void> {
+    try {
+      await this.deps.telephony.placeCall({
+        callId: call.id,
+        to: call.to_number,
+        callerId: action.caller_id ?? undefined,
+        ringTimeoutS: action.ring_timeout_s,
+        message: action.message,
+        requireAck: action.require_ack,
+        correlationId: call.correlation_id,
+      });
+    } catch (error) {
+      if (error instanceof CallNotPlacedError) {
+        // Nobody was dialed: back to the queue, to be placed once the switch takes calls again.
+        this.deps.logger.warn({ call_id: call.id, reason: error.message }, 'call not placed; queued again');
+        await repository.requeueCall(this.deps.db, call.id, new Date(this.deps.clock.now().getTime() + this.#options.notPlacedRetryMs));
+        return;
+      }
+      if (error instanceof CallOutcomeUnknownError) {
+        // The switch may have taken it: ask it before doing anything else with this call.
+        this.deps.logger.warn({ call_id: call.id }, 'originate outcome unknown; reconciling before any re-dial');
+        this.#after(this.#options.notPlacedRetryMs, () => this.#reconcileCall(call));
+        return;
+      }
+      this.deps.logger.error({ err: error, call_id: call.id }, 'call could not be placed');
+      await this.#afterCommit(await this.deps.escalation.finishUnobserved(call.id, 'OUTCOME_UNKNOWN'));
+    }
+  }
+
+  #applyProgress(progress: CallProgress): void {
+    const previous = this.#callChains.get(progress.callId) ?? Promise.resolve();
+    const next = previous
+      .then(async () => this.#afterCommit(await this.deps.escalation.recordProgress(progress)))
+      .catch((error: unknown) => this.deps.logger.error({ err: error, call_id: progress.callId, kind: progress.kind }, 'could not record call progress'))
+      .finally(() => {
+        if (this.#callChains.get(progress.callId) === next) this.#callChains.delete(progress.callId);
+      });
+    this.#callChains.set(progress.callId, next);
+    this.#track(next);
+  }
+
+  /**
+   * Reconciles calls in flight with the switch: orphans (crash, stale instance, deadline) always,
+   * and with `all`, every call this instance watches (after a reconnect, events may have been lost).
+   */
+  async reconcile({ all }: { all: boolean }): Promise<void> {
+    const now = this.deps.clock.now();
+    const stale = new Date(now.getTime() - this.#options.staleAfterMs);
+    const orphans = await repository.orphanedCalls(this.deps.db, this.deps.instanceId, stale, now, this.#startedAt);
+    const mine = all
+      ? await this.deps.db.selectFrom('calls').selectAll().where('claimed_by', '=', this.deps.instanceId).where('status', 'in', ['dialing', 'ringing', 'answered']).execute()
+      : [];
+    const calls = [...new Map([...orphans, ...mine].map((call) => [call.id, call])).values()];
+    for (const call of calls) await this.#reconcileCall(call);
+  }
+
+  async #reconcileCall(call: CallRow): Promise<void> {
+    let exists: boolean;
+    try {
+      exists = await this.deps.telephony.callExists(call.id);
+    } catch (error) {
+      // The switch cannot be asked now; the next poll (or the reconnect) tries again.
+      this.deps.logger.warn({ call_id: call.id, err: error }, 'cannot reconcile call yet: switch unavailable');
+      return;
+    }
+    const now = this.deps.clock.now();
+    const current = await repository.findCall(this.deps.db, call.id);
+    if (!current || !['dialing', 'ringing', 'answered'].includes(current.status)) return; // ended meanwhile
+    if (exists && (!current.deadline_at || current.deadline_at > now)) {
+      if (current.claimed_by !== this.deps.instanceId) {
+        const deadline = current.deadline_at ?? new Date(now.getTime() + CALL_DEADLINE_MARGIN_S * 1000);
+        await repository.adoptCall(this.deps.db, call.id, this.deps.instanceId, deadline);
+        this.deps.logger.info({ call_id: call.id, from: current.claimed_by }, 'adopted a call still live on the switch');
+      }
+      return;
+    }
+    const reason = exists ? 'DEADLINE_EXCEEDED' : 'OUTCOME_UNKNOWN';
+    this.deps.logger.warn({ call_id: call.id, reason }, 'call in flight reconciled');
+    await this.#afterCommit(await this.deps.escalation.finishUnobserved(call.id, reason));
+  }
+
+  /** After a transaction that ended alarms or queued calls commits: hang up, and look for due calls. */
+  afterCommit(effects: EscalationEffects): void {
+    if (effects.hangups.length > 0 || effects.queued) this.#track(this.#afterCommit(effects));
+  }
+
+  async #afterCommit(effects: EscalationEffects): Promise<void> {
+    await Promise.all(
+      effects.hangups.map((callId) =>
+        this.deps.telephony.hangup(callId).catch((error: unknown) => this.deps.logger.warn({ err: error, call_id: callId }, 'hangup failed')),
+      ),
+    );
+    if (effects.queued) this.kick();
+  }
+
+  /** Sets one timer for the next queued call's due time, so a retry starts when it falls due. */
+  async #scheduleWake(): Promise<void> {
+    if (!this.#running) return;
+    const next = await repository.nextDueAt(this.deps.db);
+    if (!next) return;
+    const at = next.getTime();
+    if (this.#wakeAt !== undefined && this.#wakeAt <= at) return;
+    this.#cancelWake?.();
+    this.#wakeAt = at;
+    this.#cancelWake = this.deps.clock.setTimer(() => {
+      this.#wakeAt = undefined;
+      this.#cancelWake = undefined;
+      this.kick();
+    }, at - this.deps.clock.now().getTime());
+  }
+
+  #every(ms: number, work: () => Promise<unknown>): void {
+    let cancel = () => {};
+    this.#cancelTimers.push(() => cancel());
+    const schedule = () => {
+      cancel = this.deps.clock.setTimer(() => {
+        if (!this.#running) return;
+        this.#track(work().catch((error: unknown) => this.deps.logger.error({ err: error }, 'periodic gateway work failed')));
+        schedule();
+      }, ms);
+    };
+    schedule();
+  }
+
+  #after(ms: number, work: () => Promise<unknown>): void {
+    const entry = () => cancel();
+    const cancel = this.deps.clock.setTimer(() => {
+      this.#cancelTimers = this.#cancelTimers.filter((other) => other !== entry);
+      if (!this.#running) return;
+      this.#track(work().catch((error: unknown) => this.deps.logger.error({ err: error }, 'delayed gateway work failed')));
+    }, ms);
+    this.#cancelTimers.push(entry);
+  }
+
+  #track<T>(promise: Promise<T>): void {
+    this.#pending.add(promise);
+    void promise.finally(() => this.#pending.delete(promise));
+  }
+}

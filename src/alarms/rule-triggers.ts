@@ -1,0 +1,68 @@
+/**
+ * What each rule action does when its rule matches an event. The intake looks the handler up by
+ * the action's `type` and knows nothing else about actions: a new action (an SMS, a speaker
+ * announcement) is a new entry here and in src/rules/rule-actions.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock/clock.js';
+import { appendEvent, type Trace } from '../event-log/event-log.js';
+import type { RuleAction, RuleActionType } from '../rules/rule-actions.js';
+import type { DbOrTrx } from '../storage/database.js';
+import type { DeviceRow, RuleRow } from '../storage/schema.js';
+import type { AlarmEscalation } from './alarm-escalation.js';
+import * as repository from './alarms-repository.js';
+
+export interface TriggerContext {
+  rule: RuleRow;
+  device: DeviceRow;
+  event: { eventId: string; eventType: string };
+  trace: Trace;
+}
+
+export type TriggerOutcome =
+  | { outcome: 'started'; alarmId: string }
+  | { outcome: 'suppressed'; reason: 'active_alarm' | 'cooldown'; alarmId?: string };
+
+export interface RuleTrigger {
+  trigger(trx: DbOrTrx, context: TriggerContext): Promise<TriggerOutcome>;
+}
+
+/** The `call` action: an alarm with its own id, and its first call queued in the same transaction. */
+export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrigger {
+  return {
+    async trigger(trx, { rule, device, event, trace }) {
+      const now = clock.now();
+      const active = await repository.findActiveAlarm(trx, rule.id, device.device_id);
+      if (active) return { outcome: 'suppressed', reason: 'active_alarm', alarmId: active.id };
+      const last = await repository.lastAlarmStart(trx, rule.id, device.device_id);
+      if (last && now.getTime() - last.getTime() < rule.cooldown_s * 1000) return { outcome: 'suppressed', reason: 'cooldown' };
+      const alarm = await repository.insertAlarmIfNoneActive(trx, {
+        id: randomUUID(),
+        rule_id: rule.id,
+        device_id: device.device_id,
+        msisdn: device.msisdn,
+        event_id: event.eventId,
+        event_type: event.eventType,
+        status: 'active',
+        action: JSON.stringify(rule.action),
+        correlation_id: trace.correlationId,
+        started_at: now,
+      });
+      // Another event (on another instance) started one a moment ago.
+      if (!alarm) return { outcome: 'suppressed', reason: 'active_alarm' };
+      await appendEvent(trx, {
+        type: 'alarm.started',
+        status: 'ok',
+        deviceId: device.device_id,
+        msisdn: device.msisdn,
+        correlationId: trace.correlationId,
+        requestId: trace.requestId,
+        details: { alarm_id: alarm.id, rule_id: rule.id, event_id: event.eventId, to: (rule.action as unknown as RuleAction).to },
+      });
+      await escalation.queueFirstCall(trx, alarm);
+      return { outcome: 'started', alarmId: alarm.id };
+    },
+  };
+}
+
+export type RuleTriggers = Record<RuleActionType, RuleTrigger>;

@@ -1,0 +1,48 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { DeviceId } from '../devices/devices-schemas.js';
+import { deviceEventTypes } from '../devices/device-types.js';
+import { problems, StringEnum } from '../http/schemas.js';
+import { traceOf } from '../http/trace.js';
+import type { DeviceEventsService } from './device-events-service.js';
+
+const DeviceEventBody = Type.Object(
+  {
+    event_id: Type.String({
+      minLength: 1,
+      maxLength: 200,
+      pattern: '^[\\x21-\\x7e]+$',
+      description: "The sender's unique id of this event. Sending it again is safe: the first outcome is returned.",
+      examples: ['evt-2026-11-27-0001'],
+    }),
+    device_id: DeviceId,
+    event_type: StringEnum(deviceEventTypes, { description: 'What happened: `smoke`, `smoke_cleared` (ends the smoke alarm), `test`.' }),
+    occurred_at: Type.Optional(Type.String({ format: 'date-time', description: 'When the device saw it.' })),
+    data: Type.Optional(Type.Unsafe<Record<string, unknown>>({ type: 'object', maxProperties: 100, description: 'Whatever else the device reported.' })),
+  },
+  { additionalProperties: false },
+);
+
+const Accepted = Type.Object({
+  event_id: Type.String(),
+  status: StringEnum(['accepted', 'duplicate'] as const, { description: '`duplicate`: this event_id was received before; nothing new was started.' }),
+  matched_rules: Type.Integer(),
+  alarm_ids: Type.Array(Type.String({ format: 'uuid' }), { description: 'Alarms this event started.' }),
+  suppressed: Type.Integer({ description: 'Matched rules that started nothing (an alarm already active, or inside the cooldown).' }),
+  canceled_alarm_ids: Type.Array(Type.String({ format: 'uuid' }), { description: 'Alarms this event ended (e.g. smoke_cleared).' }),
+});
+
+export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: DeviceEventsService }> = async (app, { deviceEvents }) => {
+  app.post('/webhooks/events', {
+    config: { allow: ['webhook', 'admin'] },
+    schema: {
+      tags: ['device events'],
+      summary: 'Report a device event (the smart-home webhook)',
+      description:
+        'Answers 202 only after the event, its log rows and the work it causes (alarms and their first calls) are committed. The same event_id again returns the first outcome with status `duplicate`.',
+      body: DeviceEventBody,
+      response: { 202: Accepted, ...problems(401, 403, 404, 413, 415, 422) },
+    },
+    handler: async (request, reply) => reply.code(202).send(await deviceEvents.receive(request.body, traceOf(request))),
+  });
+};
