@@ -32,6 +32,7 @@ import { callTrigger } from './alarms/rule-triggers.js';
 import { systemClock, type Clock } from './clock/clock.js';
 import { deviceEventsRoutes } from './device-events/device-events-routes.js';
 import { DeviceEventsService } from './device-events/device-events-service.js';
+import { keepRawJsonBodies, Webhook } from './device-events/webhook-signature.js';
 import { MockTelephony } from './telephony/mock/mock-telephony.js';
 import type { Telephony } from './telephony/telephony.js';
 
@@ -75,7 +76,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: config.BODY_LIMIT_BYTES,
     // device_id may be 128 characters, percent-encoded up to three times that.
-    maxParamLength: 512,
+    routerOptions: { maxParamLength: 512 },
     // A client-supplied request id is kept when it is safe to log; otherwise a fresh one.
     genReqId: (request) => {
       const given = request.headers['x-request-id'];
@@ -108,6 +109,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock) }, escalation, clock, afterCommit });
   const alarms = new AlarmsService({ db, escalation, clock, afterCommit });
   app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony });
+  const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
+  if (signatures) keepRawJsonBodies(app);
   // The switch and the dispatcher run while the app does.
   app.addHook('onReady', async () => {
     await telephony.start();
@@ -150,7 +153,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await api.register(apiKeysRoutes, { apiKeys });
       await api.register(devicesRoutes, { devices });
       await api.register(rulesRoutes, { rules });
-      await api.register(deviceEventsRoutes, { deviceEvents });
+      await api.register(deviceEventsRoutes, { deviceEvents, db, signatures });
       await api.register(alarmsRoutes, { alarms, devices });
       await api.register(eventLogRoutes, { db, devices });
     },

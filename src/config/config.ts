@@ -41,6 +41,12 @@ export const ConfigSchema = Type.Object({
     default: 'RU',
     description: 'ISO country used to read phone numbers written without a country code (`8 916 …`).',
   }),
+  WEBHOOK_SIGNING_SECRET: Type.Optional(
+    Type.String({
+      pattern: '^whsec_[A-Za-z0-9+/]{24,}={0,2}$',
+      description: 'Standard Webhooks secret (`whsec_...`) shared with the smart-home system: when set, device events must carry valid `webhook-id`, `webhook-timestamp` and `webhook-signature` headers (besides the API key).',
+    }),
+  ),
   INSTANCE_ID: Type.Optional(
     Type.String({
       pattern: '^[A-Za-z0-9._:-]{1,100}$',
@@ -72,7 +78,7 @@ export const ConfigSchema = Type.Object({
 
 export type Config = Static<typeof ConfigSchema>;
 
-const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL', 'FREESWITCH_ESL_PASSWORD']);
+const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL', 'FREESWITCH_ESL_PASSWORD', 'WEBHOOK_SIGNING_SECRET']);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

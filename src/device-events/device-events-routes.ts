@@ -1,10 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { DeviceId } from '../devices/devices-schemas.js';
 import { deviceEventTypes } from '../devices/device-types.js';
 import { problems, StringEnum } from '../http/schemas.js';
 import { traceOf } from '../http/trace.js';
+import { appendEvent } from '../event-log/event-log.js';
+import { sendProblem } from '../http/error-handler.js';
+import type { Db } from '../storage/database.js';
 import type { DeviceEventsService } from './device-events-service.js';
+import { verifySignature, type Webhook } from './webhook-signature.js';
 
 const DeviceEventBody = Type.Object(
   {
@@ -32,9 +37,28 @@ const Accepted = Type.Object({
   canceled_alarm_ids: Type.Array(Type.String({ format: 'uuid' }), { description: 'Alarms this event ended (e.g. smoke_cleared).' }),
 });
 
-export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: DeviceEventsService }> = async (app, { deviceEvents }) => {
+export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: DeviceEventsService; db: Db; signatures?: Webhook | undefined }> = async (
+  app,
+  { deviceEvents, db, signatures },
+) => {
   app.post('/webhooks/events', {
     config: { allow: ['webhook', 'admin'] },
+    ...(signatures
+      ? {
+          preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
+            const check = verifySignature(signatures, request);
+            if (check.ok) return;
+            await appendEvent(db, {
+              type: 'event.rejected',
+              status: 'rejected',
+              correlationId: request.id,
+              requestId: request.id,
+              details: { reason: 'invalid signature', detail: check.reason, ip: request.ip },
+            });
+            return sendProblem(request, reply, 'invalid_signature', `Webhook signature check failed: ${check.reason}.`);
+          },
+        }
+      : {}),
     schema: {
       tags: ['device events'],
       summary: 'Report a device event (the smart-home webhook)',

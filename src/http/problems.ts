@@ -13,6 +13,7 @@ export const problemCatalog = {
   invalid_cursor: { status: 422, title: 'The cursor is not valid' },
   unauthorized: { status: 401, title: 'A valid API key is required' },
   forbidden: { status: 403, title: 'This API key may not do that' },
+  invalid_signature: { status: 401, title: 'The webhook signature is missing or not valid' },
   route_not_found: { status: 404, title: 'No such route' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   device_not_found: { status: 404, title: 'Device not found' },
