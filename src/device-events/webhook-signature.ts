@@ -20,7 +20,7 @@ export function keepRawJsonBodies(app: FastifyInstance): void {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     request.rawBody = text;
-    parse(request, text, done);
+    void parse(request, text, done);
   });
 }
 
