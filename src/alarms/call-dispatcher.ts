@@ -117,11 +117,13 @@ export class CallDispatcher {
     this.#track(
       (async () => {
         try {
+          let dispatched = true;
           do {
             this.#passAgain = false;
-            await this.#pass();
-          } while (this.#passAgain && this.#running);
-          await this.#scheduleWake();
+            dispatched = await this.#pass();
+          } while (this.#passAgain && this.#running && dispatched);
+          // With the switch down, the poll and the reconnect bring the next pass; no wake timer.
+          if (dispatched) await this.#scheduleWake();
         } catch (error) {
           this.deps.logger.error({ err: error }, 'dispatch pass failed; retrying at the next poll');
         } finally {
@@ -136,13 +138,14 @@ export class CallDispatcher {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
   }
 
-  async #pass(): Promise<void> {
-    if (!this.deps.telephony.status().ok) return; // the calls wait, queued, for the switch to come back
+  /** Claims and places every due call; false when the switch is down (the calls wait, queued). */
+  async #pass(): Promise<boolean> {
+    if (!this.deps.telephony.status().ok) return false;
     for (;;) {
       const claimed = await this.#claim();
-      if (claimed.length === 0) return;
+      if (claimed.length === 0) return true;
       await Promise.all(claimed.map(({ call, action }) => this.#place(call, action)));
-      if (claimed.length < this.#options.batchSize) return;
+      if (claimed.length < this.#options.batchSize) return true;
     }
   }
 
@@ -280,11 +283,14 @@ export class CallDispatcher {
     if (this.#wakeAt !== undefined && this.#wakeAt <= at) return;
     this.#cancelWake?.();
     this.#wakeAt = at;
+    // A due time already past is a call another instance holds (SKIP LOCKED): look again at the
+    // next poll rather than at once, or this would spin.
+    const delay = at - this.deps.clock.now().getTime();
     this.#cancelWake = this.deps.clock.setTimer(() => {
       this.#wakeAt = undefined;
       this.#cancelWake = undefined;
       this.kick();
-    }, at - this.deps.clock.now().getTime());
+    }, delay > 0 ? delay : this.#options.pollIntervalMs);
   }
 
   #every(ms: number, work: () => Promise<unknown>): void {
