@@ -34,6 +34,7 @@ try {
         'alarms.action': 'ColumnType<Record<string, unknown>, string, string>',
         'device_events.data': 'ColumnType<Record<string, unknown>, string | undefined, string>',
         'device_events.outcome': 'ColumnType<Record<string, unknown>, string | undefined, string>',
+        'notifications.payload': 'ColumnType<Record<string, unknown>, string, string>',
       },
     }),
     '--out-file', 'src/storage/schema.generated.ts',

@@ -33,8 +33,15 @@ import { systemClock, type Clock } from './clock/clock.js';
 import { deviceEventsRoutes } from './device-events/device-events-routes.js';
 import { DeviceEventsService } from './device-events/device-events-service.js';
 import { keepRawJsonBodies, Webhook } from './device-events/webhook-signature.js';
+import { incomingCallsRoutes } from './incoming-calls/incoming-calls-routes.js';
+import { IncomingCallsService } from './incoming-calls/incoming-calls-service.js';
+import { SwitchCallFeed } from './incoming-calls/switch-feed.js';
+import { closeHttpAgent } from './notifications/http-delivery.js';
+import { MqttPublisher } from './notifications/mqtt-delivery.js';
+import { NotificationDispatcher, type NotificationDispatcherOptions } from './notifications/notification-dispatcher.js';
+import { OutboundPolicy } from './notifications/outbound-policy.js';
 import { MockTelephony } from './telephony/mock/mock-telephony.js';
-import type { Telephony } from './telephony/telephony.js';
+import { isInboundCallSource, type Telephony } from './telephony/telephony.js';
 
 export const version: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -49,6 +56,7 @@ export interface AppOptions {
   /** This instance's name (see INSTANCE_ID). */
   instanceId?: string;
   dispatcher?: Partial<DispatcherOptions>;
+  notifier?: Partial<NotificationDispatcherOptions>;
 }
 
 declare module 'fastify' {
@@ -61,6 +69,9 @@ declare module 'fastify' {
       deviceEvents: DeviceEventsService;
       dispatcher: CallDispatcher;
       telephony: Telephony;
+      incomingCalls: IncomingCallsService;
+      notifier: NotificationDispatcher;
+      switchFeed: SwitchCallFeed | undefined;
     };
   }
 }
@@ -96,29 +107,48 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const db = storage.db;
   const apiKeys = new ApiKeyService(db, config.ADMIN_API_KEY);
-  const devices = new DevicesService(db, config.DEFAULT_COUNTRY);
+  const policy = new OutboundPolicy(config.OUTBOUND_ALLOW_HOSTS);
+  const devices = new DevicesService(db, config.DEFAULT_COUNTRY, policy);
   const rules = new RulesService(db, devices);
   const clock = options.clock ?? systemClock;
   const telephony = options.telephony ?? new MockTelephony({ clock });
   const escalation = new AlarmEscalation(db, clock);
-  const dispatcher = new CallDispatcher(
-    { db, telephony, escalation, clock, instanceId: options.instanceId ?? 'gateway', logger: app.log },
-    options.dispatcher,
-  );
+  const instanceId = options.instanceId ?? 'gateway';
+  const dispatcher = new CallDispatcher({ db, telephony, escalation, clock, instanceId, logger: app.log }, options.dispatcher);
   const afterCommit = dispatcher.afterCommit.bind(dispatcher);
   const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock) }, escalation, clock, afterCommit });
   const alarms = new AlarmsService({ db, escalation, clock, afterCommit });
-  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony });
+  const mqtt = new MqttPublisher({ policy });
+  const notifier = new NotificationDispatcher(
+    { db, clock, instanceId, logger: app.log, policy, mqtt },
+    { concurrency: config.NOTIFICATION_CONCURRENCY, timeoutMs: config.NOTIFICATION_TIMEOUT_MS, ...options.notifier },
+  );
+  const incomingCalls = new IncomingCallsService({
+    db,
+    clock,
+    defaultCountry: config.DEFAULT_COUNTRY,
+    notificationTtlS: config.NOTIFICATION_TTL_S,
+    notificationsQueued: () => notifier.kick(),
+  });
+  const switchFeed =
+    isInboundCallSource(telephony) && config.FREESWITCH_ANNOUNCE_INBOUND ? new SwitchCallFeed(incomingCalls, app.log) : undefined;
+  if (switchFeed && isInboundCallSource(telephony)) telephony.onInboundCall((report) => switchFeed.accept(report));
+  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed });
   const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
   if (signatures) keepRawJsonBodies(app);
   // The switch and the dispatcher run while the app does.
   app.addHook('onReady', async () => {
     await telephony.start();
     await dispatcher.start();
+    await notifier.start();
   });
   app.addHook('onClose', async () => {
     await dispatcher.stop();
     await telephony.stop();
+    await switchFeed?.settle();
+    await notifier.stop();
+    await mqtt.close();
+    await closeHttpAgent(policy);
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -155,6 +185,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await api.register(rulesRoutes, { rules });
       await api.register(deviceEventsRoutes, { deviceEvents, db, signatures });
       await api.register(alarmsRoutes, { alarms, devices });
+      await api.register(incomingCallsRoutes, { incomingCalls });
       await api.register(eventLogRoutes, { db, devices });
     },
     { prefix: '/api/v1' },

@@ -48,6 +48,7 @@ export function createTelephony(config: Config, logger: Logger): Telephony {
       ttsVoice: config.FREESWITCH_TTS_VOICE,
       promptFile: config.FREESWITCH_PROMPT_FILE,
       ackPromptFile: config.FREESWITCH_ACK_PROMPT_FILE,
+      calleeHeader: config.FREESWITCH_CALLEE_HEADER,
       logger: logger.child({ component: 'freeswitch' }),
     });
   }

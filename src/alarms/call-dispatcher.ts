@@ -121,9 +121,10 @@ export class CallDispatcher {
           do {
             this.#passAgain = false;
             dispatched = await this.#pass();
+            // With the switch down, the poll and the reconnect bring the next pass; no wake timer.
+            // A kick that arrives while the wake time is computed runs one more pass.
+            if (dispatched && !this.#passAgain) await this.#scheduleWake();
           } while (this.#passAgain && this.#running && dispatched);
-          // With the switch down, the poll and the reconnect bring the next pass; no wake timer.
-          if (dispatched) await this.#scheduleWake();
         } catch (error) {
           this.deps.logger.error({ err: error }, 'dispatch pass failed; retrying at the next poll');
         } finally {

@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { OutboundPolicy } from '../notifications/outbound-policy.js';
 
 /**
  * Every setting the gateway reads from its environment, with its default and meaning.
@@ -41,6 +42,14 @@ export const ConfigSchema = Type.Object({
     default: 'RU',
     description: 'ISO country used to read phone numbers written without a country code (`8 916 …`).',
   }),
+  OUTBOUND_ALLOW_HOSTS: Type.String({
+    pattern: '^[A-Za-z0-9.:/*\\[\\], -]*$',
+    default: '',
+    description: 'Hosts, addresses or CIDR ranges (comma-separated) that speaker endpoints may use although they are private, loopback or link-local, e.g. `127.0.0.1,10.20.0.0/16,speaker.lan`. Everything else in those ranges is refused.',
+  }),
+  NOTIFICATION_TTL_S: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'How long a speaker notification stays worth delivering (`expires_at`); retries stop then.' }),
+  NOTIFICATION_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 3_000, description: 'Timeout of one delivery attempt to a speaker endpoint.' }),
+  NOTIFICATION_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 10_000, default: 64, description: 'Most speaker deliveries in flight at once.' }),
   WEBHOOK_SIGNING_SECRET: Type.Optional(
     Type.String({
       pattern: '^whsec_[A-Za-z0-9+/]{24,}={0,2}$',
@@ -71,6 +80,12 @@ export const ConfigSchema = Type.Object({
   FREESWITCH_PROMPT_FILE: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9/_.:-]{1,300}$', description: 'A sound file played instead of speaking the message (`playback`).' }),
   ),
+  FREESWITCH_CALLEE_HEADER: Type.String({
+    pattern: '^[A-Za-z0-9_-]{1,100}$',
+    default: 'Caller-Destination-Number',
+    description: 'Event header holding the called number of an inbound FreeSWITCH call (e.g. `variable_sip_to_user`).',
+  }),
+  FREESWITCH_ANNOUNCE_INBOUND: Type.Boolean({ default: true, description: 'Announce inbound calls seen on the FreeSWITCH Event Socket to speakers.' }),
   FREESWITCH_ACK_PROMPT_FILE: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9/_.:-]{1,300}$', description: 'A sound file asking to press 1; unset: "Press 1 to confirm" is spoken.' }),
   ),
@@ -117,6 +132,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const reason = allowed ? `must be one of ${allowed.join(', ')}` : error.message;
     const description = (schema as { description?: string }).description;
     problems.push(`${name}=${shown}: ${reason}${description ? ` (${description})` : ''}`);
+  }
+  if (typeof raw.OUTBOUND_ALLOW_HOSTS === 'string') {
+    try {
+      new OutboundPolicy(raw.OUTBOUND_ALLOW_HOSTS);
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
   }
   if (raw.FREESWITCH_ESL_URL && !raw.FREESWITCH_ESL_PASSWORD) {
     problems.push('FREESWITCH_ESL_PASSWORD: is required when FREESWITCH_ESL_URL is set');

@@ -12,6 +12,8 @@ export interface DeviceTypeSpec {
   events: readonly string[];
   /** Events that end the device's active alarms started by other events (`smoke_cleared` ends `smoke`). */
   clears?: Readonly<Record<string, readonly string[]>>;
+  /** Whether calls to the device's number are announced on it. */
+  announcesIncomingCalls: boolean;
 }
 
 export const deviceTypes = {
@@ -20,6 +22,7 @@ export const deviceTypes = {
     endpoint: 'required',
     signingSecret: true,
     events: [],
+    announcesIncomingCalls: true,
   },
   sensor_smoke: {
     description: 'Smoke detector: its events (smoke, smoke_cleared, test) trigger rules.',
@@ -27,6 +30,7 @@ export const deviceTypes = {
     signingSecret: false,
     events: ['smoke', 'smoke_cleared', 'test'],
     clears: { smoke_cleared: ['smoke'] },
+    announcesIncomingCalls: false,
   },
 } as const satisfies Record<string, DeviceTypeSpec>;
 
@@ -35,3 +39,8 @@ export const deviceTypeNames = Object.keys(deviceTypes) as DeviceType[];
 
 /** Every event type some device reports. */
 export const deviceEventTypes: readonly string[] = [...new Set(Object.values(deviceTypes).flatMap((spec): readonly string[] => spec.events))];
+
+/** Device types that announce incoming calls. */
+export const announcingDeviceTypes: readonly string[] = Object.entries(deviceTypes)
+  .filter(([, spec]: [string, DeviceTypeSpec]) => spec.announcesIncomingCalls)
+  .map(([name]) => name);

@@ -9,6 +9,7 @@ import type { DeviceRow, DeviceUpdate } from '../storage/schema.js';
 import { deviceTypes, type DeviceType } from './device-types.js';
 import * as repository from './devices-repository.js';
 import type { CreateDeviceBody, UpdateDeviceBody } from './devices-schemas.js';
+import type { OutboundPolicy } from '../notifications/outbound-policy.js';
 import { parseEndpoint, redactEndpoint } from './endpoint.js';
 
 /** A Standard Webhooks signing secret: `whsec_` and base64 of 32 random bytes. */
@@ -35,6 +36,8 @@ export class DevicesService {
   constructor(
     private readonly db: Db,
     private readonly defaultCountry: string,
+    /** Refuses endpoints in private, loopback, link-local and metadata ranges unless allowed. */
+    private readonly outbound: OutboundPolicy,
   ) {}
 
   /** The E.164 form of a number given in a request field, or a 422 naming that field. */
@@ -47,7 +50,7 @@ export class DevicesService {
   async create(input: CreateDeviceBody, trace: Trace): Promise<{ device: DeviceRow; signingSecret: string | null }> {
     const msisdn = this.msisdnOf('body.msisdn', input.msisdn);
     const spec = deviceTypes[input.type];
-    const endpoint = this.checkEndpoint(input.type, input.endpoint ?? null);
+    const endpoint = await this.checkEndpoint(input.type, input.endpoint ?? null);
     const signingSecret = spec.signingSecret ? generateSigningSecret() : null;
     try {
       const device = await this.db.transaction().execute(async (trx) => {
@@ -102,10 +105,18 @@ export class DevicesService {
     if (input.name !== undefined) changes.name = input.name;
     if (input.metadata !== undefined) changes.metadata = JSON.stringify(input.metadata);
     if (input.enabled !== undefined) changes.enabled = input.enabled;
+    const type = input.endpoint === undefined ? undefined : (await repository.findDevice(this.db, deviceId))?.type;
+    if (input.endpoint !== undefined && type === undefined) throw notFound(deviceId);
+    // Checked (DNS included) before the transaction, so no row lock waits on a resolver.
+    const endpoint = input.endpoint === undefined ? undefined : await this.checkEndpoint(type as DeviceType, input.endpoint);
     return this.db.transaction().execute(async (trx) => {
       const current = await repository.findDevice(trx, deviceId, { forUpdate: true });
       if (!current) throw notFound(deviceId);
-      if (input.endpoint !== undefined) changes.endpoint = this.checkEndpoint(current.type as DeviceType, input.endpoint);
+      if (endpoint !== undefined) {
+        changes.endpoint = endpoint;
+        // A new endpoint gets notifications again even if the old one answered 410 Gone.
+        if (endpoint !== current.endpoint) changes.endpoint_gone_at = null;
+      }
       const row = (await repository.updateDevice(trx, deviceId, changes))!;
       await appendEvent(trx, {
         type: 'device.updated',
@@ -163,7 +174,7 @@ export class DevicesService {
     });
   }
 
-  private checkEndpoint(type: DeviceType, endpoint: string | null): string | null {
+  private async checkEndpoint(type: DeviceType, endpoint: string | null): Promise<string | null> {
     const spec = deviceTypes[type];
     if (endpoint === null) {
       if (spec.endpoint === 'required') throw invalidField('body.endpoint', `is required for a ${type}`);
@@ -172,6 +183,8 @@ export class DevicesService {
     if (spec.endpoint === 'forbidden') throw invalidField('body.endpoint', `a ${type} takes no endpoint (the gateway sends it nothing)`);
     const parsed = parseEndpoint(endpoint);
     if (!parsed.ok) throw invalidField('body.endpoint', parsed.reason);
+    const allowed = await this.outbound.checkUrl(endpoint);
+    if (!allowed.ok) throw invalidField('body.endpoint', `${allowed.reason} (allow it with OUTBOUND_ALLOW_HOSTS)`);
     return endpoint;
   }
 }

@@ -22,6 +22,8 @@ export const problemCatalog = {
   rule_not_found: { status: 404, title: 'Rule not found' },
   alarm_not_found: { status: 404, title: 'Alarm not found' },
   alarm_not_active: { status: 409, title: 'The alarm has already ended' },
+  incoming_call_not_found: { status: 404, title: 'Incoming call not found' },
+  incoming_call_conflict: { status: 409, title: 'The call was reported with another callee' },
   api_key_not_found: { status: 404, title: 'API key not found' },
   last_admin_key: { status: 409, title: 'The last admin key cannot be revoked' },
   database_unavailable: { status: 503, title: 'The database is unavailable' },

@@ -75,6 +75,7 @@ export interface Devices {
   device_id: string;
   enabled: Generated<boolean>;
   endpoint: string | null;
+  endpoint_gone_at: Date | null;
   id: Generated<number>;
   metadata: ColumnType<Record<string, unknown>, string | undefined, string>;
   msisdn: string;
@@ -100,6 +101,42 @@ export interface GatewayInstances {
   heartbeat_at: Date;
   id: string;
   started_at: Date;
+}
+
+export interface IncomingCalls {
+  answered_at: Date | null;
+  call_id: string;
+  callee: string;
+  caller: string;
+  caller_name: string | null;
+  correlation_id: string;
+  ended_at: Date | null;
+  received_at: Date;
+  ringing_at: Date | null;
+  seq: Generated<number>;
+  source: string;
+  state: string;
+}
+
+export interface Notifications {
+  attempts: Generated<number>;
+  call_id: string;
+  claimed_by: string | null;
+  correlation_id: string;
+  created_at: Date;
+  delivered_at: Date | null;
+  device_id: string;
+  due_at: Date;
+  endpoint: string;
+  expires_at: Date;
+  id: string;
+  last_error: string | null;
+  latency_ms: number | null;
+  payload: ColumnType<Record<string, unknown>, string, string>;
+  seq: Generated<number>;
+  status: string;
+  step: number;
+  type: string;
 }
 
 export interface Rules {
@@ -129,6 +166,8 @@ export interface DB {
   devices: Devices;
   event_logs: EventLogs;
   gateway_instances: GatewayInstances;
+  incoming_calls: IncomingCalls;
+  notifications: Notifications;
   rules: Rules;
   schema_migrations: SchemaMigrations;
 }

@@ -76,3 +76,21 @@ export interface Telephony {
   onReconnect(listener: () => void): void;
   status(): TelephonyStatus;
 }
+
+/** A call to a subscriber heard on the switch itself (not one the gateway placed). */
+export interface InboundCallReport {
+  callId: string;
+  caller: string;
+  callerName?: string | undefined;
+  callee: string;
+  state: 'ringing' | 'answered' | 'ended';
+}
+
+/** A switch that can also tell about inbound calls (FreeSWITCH's Event Socket can). */
+export interface InboundCallSource {
+  onInboundCall(listener: (report: InboundCallReport) => void): void;
+}
+
+export function isInboundCallSource(telephony: Telephony): telephony is Telephony & InboundCallSource {
+  return typeof (telephony as Partial<InboundCallSource>).onInboundCall === 'function';
+}

@@ -71,6 +71,9 @@ const EXPECTED_ROUTES: ExpectedRoute[] = [
   { method: 'GET', path: '/api/v1/alarms/:id', success: 200 },
   { method: 'POST', path: '/api/v1/alarms/:id/cancel', success: 200 },
   { method: 'GET', path: '/api/v1/calls', success: 200, query: ['status', 'alarm_id', 'to', 'limit', 'cursor'] },
+  { method: 'POST', path: '/api/v1/incoming-calls', success: 202, body: true },
+  { method: 'GET', path: '/api/v1/incoming-calls', success: 200, query: ['msisdn', 'since', 'limit', 'cursor'] },
+  { method: 'GET', path: '/api/v1/incoming-calls/:call_id', success: 200 },
 ];
 
 const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');

@@ -17,11 +17,12 @@ export interface TestApp {
 
 export async function createTestApp(
   env: Record<string, string> = {},
-  options: Pick<AppOptions, 'telephony' | 'clock' | 'instanceId' | 'dispatcher'> & { database?: TestDatabase } = {},
+  options: Pick<AppOptions, 'telephony' | 'clock' | 'instanceId' | 'dispatcher' | 'notifier'> & { database?: TestDatabase } = {},
 ): Promise<TestApp> {
   const { database: given, ...collaborators } = options;
   const database = given ?? (await createTestDatabase());
-  const config = loadConfig({ ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'silent', ...env });
+  // Speakers in tests are receivers on loopback, which the outbound policy refuses unless allowed.
+  const config = loadConfig({ ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'silent', OUTBOUND_ALLOW_HOSTS: '127.0.0.1', ...env });
   const app = await buildApp({ config, storage: database.storage, logger: false, ...collaborators });
   await app.ready();
   return {

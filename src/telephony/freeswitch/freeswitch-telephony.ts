@@ -27,6 +27,8 @@ import {
   type CallProgress,
   type CallRequest,
   type ProgressListener,
+  type InboundCallReport,
+  type InboundCallSource,
   type Telephony,
   type TelephonyStatus,
 } from '../telephony.js';
@@ -72,6 +74,8 @@ export interface FreeSwitchTelephonyOptions {
   startWaitMs?: number | undefined;
   /** How long a failed originate's job result waits for the channel's hangup event (2000 ms). */
   jobFailureGraceMs?: number | undefined;
+  /** Event header with the called number of inbound calls (FREESWITCH_CALLEE_HEADER). */
+  calleeHeader?: string | undefined;
 }
 
 /** Spoken when no ack prompt file is configured; `say:` uses the channel's tts_engine/tts_voice. */
@@ -99,7 +103,7 @@ interface TrackedCall {
 
 type EndedProgress = Extract<CallProgress, { kind: 'ended' }>;
 
-export class FreeSwitchTelephony implements Telephony {
+export class FreeSwitchTelephony implements Telephony, InboundCallSource {
   readonly name = 'freeswitch' as const;
 
   private readonly client: EslClient;
@@ -112,6 +116,8 @@ export class FreeSwitchTelephony implements Telephony {
   private readonly jobFailureGraceMs: number;
   private readonly progressListeners: ProgressListener[] = [];
   private readonly reconnectListeners: Array<() => void> = [];
+  private readonly inboundListeners: Array<(report: InboundCallReport) => void> = [];
+  private readonly calleeHeader: string;
   private readonly calls = new Map<string, TrackedCall>();
   private readonly ended = new Set<string>();
   private started = false;
@@ -137,6 +143,7 @@ export class FreeSwitchTelephony implements Telephony {
     this.clock = options.clock ?? systemClock;
     this.startWaitMs = options.startWaitMs ?? 3000;
     this.jobFailureGraceMs = options.jobFailureGraceMs ?? 2000;
+    this.calleeHeader = options.calleeHeader ?? 'Caller-Destination-Number';
     this.disconnectedSince = this.clock.now();
     this.client = new EslClient({
       host: options.host,
@@ -266,7 +273,49 @@ export class FreeSwitchTelephony implements Telephony {
 
   // ---- events -------------------------------------------------------------------------------
 
+  onInboundCall(listener: (report: InboundCallReport) => void): void {
+    this.inboundListeners.push(listener);
+  }
+
+  /**
+   * Inbound legs (Call-Direction: inbound) are calls to subscribers: CHANNEL_CREATE or
+   * CHANNEL_PARK is ringing, CHANNEL_ANSWER answered, CHANNEL_HANGUP_COMPLETE ended. The calls the
+   * gateway places carry `tig_call_id` (on both legs of a loopback) and are never reported.
+   */
+  private reportInbound(event: EslEvent): void {
+    if (this.inboundListeners.length === 0) return;
+    const state =
+      event.name === 'CHANNEL_CREATE' || event.name === 'CHANNEL_PARK'
+        ? 'ringing'
+        : event.name === 'CHANNEL_ANSWER'
+          ? 'answered'
+          : event.name === 'CHANNEL_HANGUP_COMPLETE'
+            ? 'ended'
+            : undefined;
+    const headers = event.headers;
+    if (!state || headers['Call-Direction'] !== 'inbound') return;
+    if (headers['variable_tig_call_id'] !== undefined || headers['variable_loopback_leg'] === 'B') return;
+    const callId = headers['Unique-ID'];
+    const callee = headers[this.calleeHeader] ?? headers['Caller-Destination-Number'];
+    if (!callId || !callee) return;
+    const report: InboundCallReport = {
+      callId,
+      caller: headers['Caller-Caller-ID-Number'] || 'anonymous',
+      callerName: headers['Caller-Caller-ID-Name'] || undefined,
+      callee,
+      state,
+    };
+    for (const listener of this.inboundListeners) {
+      try {
+        listener(report);
+      } catch (error) {
+        this.logger.warn({ err: error, call_id: callId }, 'inbound call listener failed');
+      }
+    }
+  }
+
   private onEvent(event: EslEvent): void {
+    this.reportInbound(event);
     switch (event.name) {
       case 'BACKGROUND_JOB':
         this.onJob(event);
