@@ -15,6 +15,7 @@
  */
 import { sql } from 'kysely';
 import type { Clock } from '../clock/clock.js';
+import { SingleFlight } from '../jobs/single-flight.js';
 import { appendEvents } from '../event-log/event-log.js';
 import type { Db } from '../storage/database.js';
 import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type Telephony } from '../telephony/telephony.js';
@@ -53,13 +54,11 @@ export class CallDispatcher {
   readonly #options: DispatcherOptions;
   readonly #startedAt: Date;
   #running = false;
-  #passRunning = false;
-  #passAgain = false;
   #cancelTimers: (() => void)[] = [];
   #wakeAt: number | undefined;
   #cancelWake: (() => void) | undefined;
   readonly #callChains = new Map<string, Promise<void>>();
-  readonly #pending = new Set<Promise<unknown>>();
+  readonly #flight: SingleFlight;
 
   constructor(
     private readonly deps: {
@@ -74,6 +73,15 @@ export class CallDispatcher {
   ) {
     this.#options = { ...defaults, ...options };
     this.#startedAt = deps.clock.now();
+    this.#flight = new SingleFlight(
+      async () => {
+        if (!this.#running) return;
+        // With the switch down, the poll and the reconnect bring the next pass; no wake timer.
+        const dispatched = await this.#pass();
+        if (dispatched && !this.#flight.requestedAgain) await this.#scheduleWake();
+      },
+      (error) => this.deps.logger.error({ err: error }, 'dispatch pass failed; retrying at the next poll'),
+    );
   }
 
   get instanceId(): string {
@@ -108,35 +116,12 @@ export class CallDispatcher {
 
   /** Looks for due calls now (coalesced: one pass at a time, one more if asked meanwhile). */
   kick(): void {
-    if (!this.#running) return;
-    if (this.#passRunning) {
-      this.#passAgain = true;
-      return;
-    }
-    this.#passRunning = true;
-    this.#track(
-      (async () => {
-        try {
-          let dispatched = true;
-          do {
-            this.#passAgain = false;
-            dispatched = await this.#pass();
-            // With the switch down, the poll and the reconnect bring the next pass; no wake timer.
-            // A kick that arrives while the wake time is computed runs one more pass.
-            if (dispatched && !this.#passAgain) await this.#scheduleWake();
-          } while (this.#passAgain && this.#running && dispatched);
-        } catch (error) {
-          this.deps.logger.error({ err: error }, 'dispatch pass failed; retrying at the next poll');
-        } finally {
-          this.#passRunning = false;
-        }
-      })(),
-    );
+    if (this.#running) this.#flight.request();
   }
 
   /** Resolves when nothing is being claimed, placed or recorded (tests wait on this). */
   async settle(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.#flight.settle();
   }
 
   /** Claims and places every due call; false when the switch is down (the calls wait, queued). */
@@ -318,7 +303,6 @@ export class CallDispatcher {
   }
 
   #track<T>(promise: Promise<T>): void {
-    this.#pending.add(promise);
-    void promise.finally(() => this.#pending.delete(promise));
+    this.#flight.track(promise);
   }
 }

@@ -24,6 +24,7 @@ import { sql, type Selectable } from 'kysely';
 import type { Clock } from '../clock/clock.js';
 import { parseEndpoint, redactEndpoint } from '../devices/endpoint.js';
 import { appendEvent, appendEvents, type EventLogEntry } from '../event-log/event-log.js';
+import { SingleFlight } from '../jobs/single-flight.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { Notifications } from '../storage/schema.generated.js';
 import { deliverHttp, type DeliveryResult } from './http-delivery.js';
@@ -86,15 +87,13 @@ export class NotificationDispatcher {
   readonly #options: NotificationDispatcherOptions;
   readonly #http: typeof deliverHttp;
   #running = false;
-  #passRunning = false;
-  #passAgain = false;
   #recoverDue = false;
   #cancelPoll: (() => void) | undefined;
   #wakeAt: number | undefined;
   #cancelWake: (() => void) | undefined;
   /** Deliveries claimed and not yet recorded, by notification id. */
   readonly #inFlight = new Set<string>();
-  readonly #pending = new Set<Promise<unknown>>();
+  readonly #flight: SingleFlight;
 
   constructor(
     private readonly deps: NotificationDispatcherDeps,
@@ -103,6 +102,15 @@ export class NotificationDispatcher {
     this.#options = { ...notificationDispatcherDefaults, ...options, retry: { ...notificationDispatcherDefaults.retry, ...options.retry } };
     if (!Number.isInteger(this.#options.concurrency) || this.#options.concurrency < 1) throw new Error('concurrency must be a positive integer');
     this.#http = deps.http ?? deliverHttp;
+    this.#flight = new SingleFlight(
+      async () => {
+        if (!this.#running) return;
+        const passedAt = await this.#pass();
+        // A kick that arrives while the wake time is being computed runs one more pass instead.
+        if (!this.#flight.requestedAgain) await this.#scheduleWake(passedAt);
+      },
+      (error) => this.deps.logger.error({ err: error }, 'notification pass failed; retrying at the next poll'),
+    );
   }
 
   /** Deliveries in flight now (tests, metrics). */
@@ -133,34 +141,12 @@ export class NotificationDispatcher {
 
   /** Looks for due notifications now (coalesced: one pass at a time, one more if asked meanwhile). */
   kick(): void {
-    if (!this.#running) return;
-    if (this.#passRunning) {
-      this.#passAgain = true;
-      return;
-    }
-    this.#passRunning = true;
-    this.#track(
-      (async () => {
-        try {
-          // A kick that arrives while the wake time is being computed must not be lost: pass again.
-          do {
-            this.#passAgain = false;
-            const passedAt = await this.#pass();
-            if (this.#passAgain) continue;
-            await this.#scheduleWake(passedAt);
-          } while (this.#passAgain && this.#running);
-        } catch (error) {
-          this.deps.logger.error({ err: error }, 'notification pass failed; retrying at the next poll');
-        } finally {
-          this.#passRunning = false;
-        }
-      })(),
-    );
+    if (this.#running) this.#flight.request();
   }
 
   /** Resolves when nothing is being claimed, delivered or recorded (tests wait on this). */
   async settle(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    await this.#flight.settle();
   }
 
   /** One pass; returns the time it judged due rows by. */
@@ -504,8 +490,7 @@ export class NotificationDispatcher {
   }
 
   #track<T>(promise: Promise<T>): void {
-    this.#pending.add(promise);
-    void promise.finally(() => this.#pending.delete(promise));
+    this.#flight.track(promise);
   }
 }
 
