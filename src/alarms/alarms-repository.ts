@@ -160,6 +160,8 @@ export async function finishCall(
       sip_code: end.sipCode,
       ended_at: end.at,
       acknowledged: end.acknowledged ? true : sql<boolean>`acknowledged`,
+      // An answer nobody heard (a dropped connection) is still known from how the call ended.
+      ...(end.status === 'completed' ? { answered_at: sql<Date>`coalesce(answered_at, ${end.at})` } : {}),
     })
     .where('id', '=', id)
     .where('status', 'in', inFlightStatuses)

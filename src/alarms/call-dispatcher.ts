@@ -18,7 +18,7 @@ import type { Clock } from '../clock/clock.js';
 import { SingleFlight } from '../jobs/single-flight.js';
 import { appendEvents } from '../event-log/event-log.js';
 import type { Db } from '../storage/database.js';
-import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type Telephony } from '../telephony/telephony.js';
+import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type CallRequest, type Telephony } from '../telephony/telephony.js';
 import type { CallAction } from '../rules/rule-actions.js';
 import { CALL_DEADLINE_MARGIN_S, type AlarmEscalation, type EscalationEffects } from './alarm-escalation.js';
 import * as repository from './alarms-repository.js';
@@ -58,6 +58,8 @@ export class CallDispatcher {
   #wakeAt: number | undefined;
   #cancelWake: (() => void) | undefined;
   readonly #callChains = new Map<string, Promise<void>>();
+  /** Calls adopted in this life, not asked about again at every poll (until their deadline). */
+  readonly #adopted = new Set<string>();
   readonly #flight: SingleFlight;
 
   constructor(
@@ -165,17 +167,21 @@ export class CallDispatcher {
     });
   }
 
+  #requestOf(call: CallRow, action: CallAction): CallRequest {
+    return {
+      callId: call.id,
+      to: call.to_number,
+      callerId: action.caller_id ?? undefined,
+      ringTimeoutS: action.ring_timeout_s,
+      message: action.message,
+      requireAck: action.require_ack,
+      correlationId: call.correlation_id,
+    };
+  }
+
   async #place(call: CallRow, action: CallAction): Promise<void> {
     try {
-      await this.deps.telephony.placeCall({
-        callId: call.id,
-        to: call.to_number,
-        callerId: action.caller_id ?? undefined,
-        ringTimeoutS: action.ring_timeout_s,
-        message: action.message,
-        requireAck: action.require_ack,
-        correlationId: call.correlation_id,
-      });
+      await this.deps.telephony.placeCall(this.#requestOf(call, action));
     } catch (error) {
       if (error instanceof CallNotPlacedError) {
         // Nobody was dialed: back to the queue, to be placed once the switch takes calls again.
@@ -195,6 +201,7 @@ export class CallDispatcher {
   }
 
   #applyProgress(progress: CallProgress): void {
+    if (progress.kind === 'ended') this.#adopted.delete(progress.callId);
     const previous = this.#callChains.get(progress.callId) ?? Promise.resolve();
     const next = previous
       .then(async () => this.#afterCommit(await this.deps.escalation.recordProgress(progress)))
@@ -217,7 +224,10 @@ export class CallDispatcher {
     const mine = all
       ? await this.deps.db.selectFrom('calls').selectAll().where('claimed_by', '=', this.deps.instanceId).where('status', 'in', ['dialing', 'ringing', 'answered']).execute()
       : [];
-    const calls = [...new Map([...orphans, ...mine].map((call) => [call.id, call])).values()];
+    const calls = [...new Map([...orphans, ...mine].map((call) => [call.id, call])).values()].filter(
+      // An adopted call is asked about again only after a reconnect or past its deadline.
+      (call) => all || !this.#adopted.has(call.id) || (call.deadline_at !== null && call.deadline_at <= now),
+    );
     for (const call of calls) await this.#reconcileCall(call);
   }
 
@@ -234,11 +244,13 @@ export class CallDispatcher {
     const current = await repository.findCall(this.deps.db, call.id);
     if (!current || !['dialing', 'ringing', 'answered'].includes(current.status)) return; // ended meanwhile
     if (exists && (!current.deadline_at || current.deadline_at > now)) {
-      if (current.claimed_by !== this.deps.instanceId) {
-        const deadline = current.deadline_at ?? new Date(now.getTime() + CALL_DEADLINE_MARGIN_S * 1000);
-        await repository.adoptCall(this.deps.db, call.id, this.deps.instanceId, deadline);
-        this.deps.logger.info({ call_id: call.id, from: current.claimed_by }, 'adopted a call still live on the switch');
-      }
+      if (this.#adopted.has(call.id)) return;
+      const deadline = current.deadline_at ?? new Date(now.getTime() + CALL_DEADLINE_MARGIN_S * 1000);
+      await repository.adoptCall(this.deps.db, call.id, this.deps.instanceId, deadline);
+      const alarm = await repository.findAlarm(this.deps.db, current.alarm_id);
+      if (alarm) await this.deps.telephony.adoptCall(this.#requestOf(current, alarm.action as unknown as CallAction));
+      this.#adopted.add(call.id);
+      this.deps.logger.info({ call_id: call.id, from: current.claimed_by }, 'adopted a call still live on the switch');
       return;
     }
     const reason = exists ? 'DEADLINE_EXCEEDED' : 'OUTCOME_UNKNOWN';

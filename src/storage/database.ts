@@ -3,7 +3,7 @@
  * a folder; both are driven by Kysely's PostgresDialect and get the same migrations, so the rest
  * of the code never knows which one it runs on.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
@@ -114,12 +114,7 @@ async function openPGlite(options: StorageOptions): Promise<Storage> {
   if (options.dataDir) {
     dataDir = path.resolve(options.dataDir);
     mkdirSync(dataDir, { recursive: true });
-    try {
-      releaseLock = await lockfile.lock(dataDir, { lockfilePath: path.join(dataDir, 'gateway.lock'), stale: 15_000, update: 5_000 });
-    } catch (error) {
-      if ((error as { code?: string }).code === 'ELOCKED') throw new DataDirInUseError(dataDir);
-      throw error;
-    }
+    releaseLock = await lockDataDir(dataDir);
   }
   let database: PGlite;
   try {
@@ -162,6 +157,58 @@ async function openPGlite(options: StorageOptions): Promise<Storage> {
       await releaseLock?.();
     },
   };
+}
+
+/**
+ * One process per embedded data folder. The lock records its holder's pid, so a gateway that
+ * restarts after a crash (SIGKILL leaves the lock behind) takes the folder at once instead of
+ * waiting for the lock to go stale, while a live holder still keeps it.
+ */
+const heldDataDirs = new Set<string>();
+
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  if (heldDataDirs.has(dataDir)) throw new DataDirInUseError(dataDir);
+  const lockPath = path.join(dataDir, 'gateway.lock');
+  const pidPath = path.join(dataDir, 'gateway.pid');
+  const take = () => lockfile.lock(dataDir, { lockfilePath: lockPath, stale: 15_000, update: 5_000 });
+  let release: () => Promise<void>;
+  try {
+    release = await take();
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ELOCKED') throw error;
+    if (holderIsAlive(pidPath)) throw new DataDirInUseError(dataDir);
+    rmSync(lockPath, { recursive: true, force: true });
+    try {
+      release = await take();
+    } catch (retryError) {
+      if ((retryError as { code?: string }).code === 'ELOCKED') throw new DataDirInUseError(dataDir);
+      throw retryError;
+    }
+  }
+  writeFileSync(pidPath, String(process.pid));
+  heldDataDirs.add(dataDir);
+  return async () => {
+    heldDataDirs.delete(dataDir);
+    await release();
+  };
+}
+
+function holderIsAlive(pidPath: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidPath, 'utf8').trim());
+  } catch {
+    return true; // no record of the holder: trust the lock
+  }
+  // Our own pid in the file, for a folder this process does not hold, is a previous life of the
+  // same pid (a container restart).
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
+  }
 }
 
 export function quoteIdent(name: string): string {

@@ -67,6 +67,12 @@ export interface Telephony {
    * that cannot be known.
    */
   placeCall(request: CallRequest): Promise<void>;
+  /**
+   * Takes charge of a call still live on the switch that this process did not place (a restart,
+   * or an instance that died): it is driven (message, confirmation) like one placed here,
+   * at once if it was answered meanwhile.
+   */
+  adoptCall(request: CallRequest): Promise<void>;
   /** Whether the call's channel still exists on the switch. Throws when the switch cannot be asked. */
   callExists(callId: string): Promise<boolean>;
   /** Hangs a call up (cancel). Resolves whether or not the call still existed. */

@@ -45,6 +45,20 @@ describe.skipIf(onPostgres)('the gateway process on embedded storage (runs in th
     }
   });
 
+  it('starts again at once after being killed (the data-folder lock of a dead process is taken over)', async () => {
+    const killed = await startGateway({ DATA_DIR: dataDir, ADMIN_API_KEY: '' });
+    expect(await killed.stop('SIGKILL')).toBe('SIGKILL');
+    const startedAt = Date.now();
+    const again = await startGateway({ DATA_DIR: dataDir, ADMIN_API_KEY: '' });
+    try {
+      // Without the pid check this waited ~15 s for the lock to go stale.
+      expect(Date.now() - startedAt).toBeLessThan(10_000);
+      expect((await fetch(`${again.baseUrl}/healthz`)).status).toBe(200);
+    } finally {
+      await again.stop('SIGTERM');
+    }
+  });
+
   it('creates, lists and revokes keys from the command line', async () => {
     const created = await runCli(['keys', 'create', '--role', 'webhook', '--name', 'vendor cloud'], { DATA_DIR: dataDir });
     expect(created.code).toBe(0);

@@ -578,20 +578,30 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
           channel.state = 'CS_EXECUTE';
           channel.callState = 'ACTIVE';
           if (/^&?park\b/.test(channel.application)) emitChannel(channel, 'CHANNEL_PARK');
+          // Digits, then the hangup, each scheduled from the one before: under a lagging event loop
+          // separate timers could fire out of order and hang up before the last digit.
           const interval = script.dtmfIntervalMs ?? 10;
-          [...(script.dtmf ?? '')].forEach((digit, index) => {
+          const digits = [...(script.dtmf ?? '')];
+          const hangupLater = (elapsedMs: number) => {
+            if (script.hangupAfterMs === undefined) return;
+            later(Math.max(0, script.hangupAfterMs - elapsedMs), () => hangup(channel, script.hangupCause ?? 'NORMAL_CLEARING'), channel);
+          };
+          const press = (index: number) => {
+            if (index >= digits.length) return hangupLater(interval * digits.length);
             later(
-              interval * (index + 1),
-              () => emitChannel(channel, 'DTMF', [
-                ['DTMF-Digit', digit],
-                ['DTMF-Duration', '2000'],
-              ]),
+              interval,
+              () => {
+                emitChannel(channel, 'DTMF', [
+                  ['DTMF-Digit', digits[index]!],
+                  ['DTMF-Duration', '2000'],
+                ]);
+                press(index + 1);
+              },
               channel,
             );
-          });
-          if (script.hangupAfterMs !== undefined) {
-            later(script.hangupAfterMs, () => hangup(channel, script.hangupCause ?? 'NORMAL_CLEARING'), channel);
-          }
+          };
+          if (digits.length > 0) press(0);
+          else hangupLater(0);
         },
         channel,
       );
@@ -637,6 +647,17 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
       case 'uuid_exists':
         respond(argv[0] && channels.has(argv[0]) ? 'true' : 'false');
         return;
+      case 'uuid_getvar': {
+        // As FreeSWITCH: the value, `_undef_` for an unset variable, an error for no channel.
+        const channel = argv[0] ? channels.get(argv[0]) : undefined;
+        if (!channel) {
+          respond('-ERR No such channel!\n');
+          return;
+        }
+        const value = argv[1] === 'answer_epoch' ? String(Math.floor(channel.answeredUs / 1_000_000)) : channel.variables[argv[1] ?? ''];
+        respond(value ?? '_undef_');
+        return;
+      }
       case 'uuid_kill': {
         const channel = argv[0] ? channels.get(argv[0]) : undefined;
         if (!channel) {

@@ -503,7 +503,7 @@ describe('FreeSwitchTelephony against the Event Socket peer', () => {
     expect(t.of(orphan).map((p) => p.kind)).toEqual(['answered', 'acknowledged', 'ended']);
     expect(t.endedOf(orphan)[0]).toMatchObject({ cause: 'NORMAL_CLEARING', answered: true, acknowledged: true, sipCode: 200 });
     expect(sendmsgs(peer, orphan)).toEqual([]);
-    expect(t.lines.some((l) => l.level === 'warn' && /request is unknown/.test(l.msg ?? ''))).toBe(true);
+    expect(t.lines.some((l) => l.level === 'debug' && /no request here/.test(l.msg ?? ''))).toBe(true);
 
     // Answer and acknowledgement known only from the hangup event's variables.
     const late = randomUUID();
@@ -514,6 +514,30 @@ describe('FreeSwitchTelephony against the Event Socket peer', () => {
     peer.emitEvent('DTMF', { 'Unique-ID': unknown, 'DTMF-Digit': '1' });
     await t.flushEvents();
     expect(t.of(unknown)).toEqual([]);
+  });
+
+  it('drives a call it adopts (placed by an earlier life or another instance), at once if already answered', async () => {
+    const { peer, scripts } = await peerFor();
+    const placing = await started(peer);
+    const request = callRequest();
+    scripts.set(request.callId, { outcome: 'answer', answerAfterMs: 20 });
+    // The placing process dies the moment its call is accepted, before the answer.
+    await placing.telephony.placeCall(request);
+    await placing.telephony.stop();
+    await waitFor(() => peer.liveChannels().length > 0 && peer.commands.length > 0, 'the channel');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const before = sendmsgs(peer, request.callId).length;
+    // Another process takes over: it never heard the answer, so it asks the channel.
+    const adopting = await started(peer);
+    await adopting.telephony.adoptCall(request);
+    expect(peer.commands.some((command) => command.startsWith(`api uuid_getvar ${request.callId} answer_epoch`))).toBe(true);
+    await adopting.flushEvents();
+    const sent = sendmsgs(peer, request.callId).slice(before);
+    expect(sent.map((message) => message.app)).toEqual(['speak', 'play_and_get_digits', 'hangup']);
+    // Adopting again sends nothing more.
+    await adopting.telephony.adoptCall(request);
+    await adopting.flushEvents();
+    expect(sendmsgs(peer, request.callId).slice(before)).toHaveLength(3);
   });
 
   it('refuses unsafe input before sending anything', async () => {

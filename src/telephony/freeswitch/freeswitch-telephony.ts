@@ -91,8 +91,8 @@ const MAX_TRACKED_CALLS = 10_000;
 
 interface TrackedCall {
   readonly callId: string;
-  /** What to say once answered; undefined for calls we only learnt about (placed before a restart). */
-  readonly request: CallRequest | undefined;
+  /** What to say once answered; undefined for calls we only hear about (another instance's, or not yet adopted). */
+  request: CallRequest | undefined;
   ringing: boolean;
   answered: boolean;
   acknowledged: boolean;
@@ -216,6 +216,19 @@ export class FreeSwitchTelephony implements Telephony, InboundCallSource {
       throw mapped;
     }
     this.logger.info({ callId, correlationId: request.correlationId }, 'Originate accepted by FreeSWITCH');
+  }
+
+  async adoptCall(request: CallRequest): Promise<void> {
+    assertCallId(request.callId);
+    const call = this.calls.get(request.callId) ?? this.track(request.callId, request);
+    call.request = request;
+    if (call.driven) return;
+    if (!call.answered) {
+      // The answer may have come while nobody listened: ask the channel.
+      const answerEpoch = (await this.client.api(`uuid_getvar ${request.callId} answer_epoch`)).trim();
+      if (/^[1-9]\d*$/.test(answerEpoch)) call.answered = true;
+    }
+    if (call.answered) this.drive(call);
   }
 
   async callExists(callId: string): Promise<boolean> {
@@ -431,15 +444,13 @@ export class FreeSwitchTelephony implements Telephony, InboundCallSource {
 
   private drive(call: TrackedCall): void {
     if (call.driven) return;
-    call.driven = true;
     const request = call.request;
     if (!request) {
-      this.logger.warn(
-        { callId: call.callId },
-        'A call of ours was answered but its request is unknown (placed before a restart?); leaving it to park_timeout',
-      );
+      // Another instance's call (every connection hears every event), or one not adopted yet.
+      this.logger.debug({ callId: call.callId }, 'answered call with no request here; its placing or adopting instance drives it');
       return;
     }
+    call.driven = true;
     try {
       assertSafeMessage(request.message);
     } catch (error) {

@@ -228,6 +228,9 @@ export class MockTelephony implements Telephony {
     if (failure) throw failure;
   }
 
+  /** The mock's calls live in this process only, so a live one is already driven here. */
+  async adoptCall(_request: CallRequest): Promise<void> {}
+
   async callExists(callId: string): Promise<boolean> {
     return this.#live.some((call) => call.request.callId === callId);
   }
