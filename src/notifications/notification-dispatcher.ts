@@ -20,7 +20,7 @@
  *   `webhook-id`, which is the notification id).
  * - Each outcome is recorded in one transaction with its event-log row.
  */
-import { sql, type Selectable } from 'kysely';
+import { sql, type Selectable, type Updateable } from 'kysely';
 import type { Clock } from '../clock/clock.js';
 import { parseEndpoint, redactEndpoint } from '../devices/endpoint.js';
 import { appendEvent, appendEvents, type EventLogEntry } from '../event-log/event-log.js';
@@ -323,27 +323,11 @@ export class NotificationDispatcher {
           const delay = Math.max(1, Math.round(this.#options.random() * cap));
           const next = new Date(now.getTime() + delay);
           if (next.getTime() >= row.expires_at.getTime()) {
-            const updated = await trx
-              .updateTable('notifications')
-              .set({ status: 'expired', claimed_by: null, last_error: result.reason })
-              .where('id', '=', row.id)
-              .where('status', '=', 'delivering')
-              .where('claimed_by', '=', this.deps.instanceId)
-              .returning('id')
-              .execute();
-            if (updated.length === 0) return;
+            if (!(await this.#releaseClaim(trx, row.id, { status: 'expired', claimed_by: null, last_error: result.reason }))) return;
             await appendEvent(trx, this.#expiredEntry(row, msisdn, result.reason));
             return;
           }
-          const updated = await trx
-            .updateTable('notifications')
-            .set({ status: 'pending', claimed_by: null, due_at: next, last_error: result.reason })
-            .where('id', '=', row.id)
-            .where('status', '=', 'delivering')
-            .where('claimed_by', '=', this.deps.instanceId)
-            .returning('id')
-            .execute();
-          if (updated.length === 0) return;
+          if (!(await this.#releaseClaim(trx, row.id, { status: 'pending', claimed_by: null, due_at: next, last_error: result.reason }))) return;
           await appendEvent(trx, {
             type: 'notification.failed',
             status: 'failed',
@@ -355,15 +339,7 @@ export class NotificationDispatcher {
         case 'failed':
         case 'gone': {
           const gone = result.outcome === 'gone';
-          const updated = await trx
-            .updateTable('notifications')
-            .set({ status: gone ? 'gone' : 'failed', last_error: result.reason })
-            .where('id', '=', row.id)
-            .where('status', '=', 'delivering')
-            .where('claimed_by', '=', this.deps.instanceId)
-            .returning('id')
-            .execute();
-          if (updated.length === 0) return;
+          if (!(await this.#releaseClaim(trx, row.id, { status: gone ? 'gone' : 'failed', last_error: result.reason }))) return;
           if (gone) {
             await trx
               .updateTable('devices')
@@ -388,6 +364,19 @@ export class NotificationDispatcher {
     } else if (result.outcome !== 'delivered') {
       this.deps.logger.warn({ notification_id: row.id, device_id: row.device_id, attempt, outcome: result.outcome, reason: result.reason }, 'notification not delivered');
     }
+  }
+
+  /** Records the outcome of a row this instance still holds; false when it no longer does (recovered elsewhere). */
+  async #releaseClaim(trx: DbOrTrx, id: string, changes: Updateable<Notifications>): Promise<boolean> {
+    const updated = await trx
+      .updateTable('notifications')
+      .set(changes)
+      .where('id', '=', id)
+      .where('status', '=', 'delivering')
+      .where('claimed_by', '=', this.deps.instanceId)
+      .returning('id')
+      .execute();
+    return updated.length > 0;
   }
 
   #expiredEntry(row: NotificationRow, msisdn: string | null, lastError: string | null): EventLogEntry {
