@@ -11,6 +11,7 @@ import { deviceTypes, type DeviceType, type DeviceTypeSpec } from '../devices/de
 import { findDevice } from '../devices/devices-repository.js';
 import { appendEvent, appendEvents, type EventLogEntry, type Trace } from '../event-log/event-log.js';
 import { ApiProblem, invalidField } from '../http/problems.js';
+import { parseTimestampParameter } from '../http/schemas.js';
 import type { RuleActionType } from '../rules/rule-actions.js';
 import type { RulesService } from '../rules/rules-service.js';
 import type { Db } from '../storage/database.js';
@@ -71,7 +72,7 @@ export class DeviceEventsService {
           event_id: input.event_id,
           device_id: device.device_id,
           event_type: input.event_type,
-          occurred_at: input.occurred_at ? new Date(input.occurred_at) : null,
+          occurred_at: parseTimestampParameter('body.occurred_at', input.occurred_at) ?? null,
           received_at: this.deps.clock.now(),
           data: JSON.stringify(input.data ?? {}),
           correlation_id: trace.correlationId,

@@ -158,6 +158,11 @@ describe('the webhook intake', () => {
   it('refuses events a device does not report, and keys of other roles', async () => {
     await h.request({ method: 'POST', url: '/api/v1/devices', payload: { device_id: 'speaker-events', type: 'speaker', msisdn: '+79160000001', endpoint: 'http://127.0.0.1:9/x' } });
     expect((await h.smoke('speaker-events', 'evt-speaker-1')).statusCode).toBe(422);
+    // A date PostgreSQL (or PGlite) cannot store is a 422 naming the field, not a 500.
+    await h.request({ method: 'POST', url: '/api/v1/devices', payload: { device_id: 'dated-smoke', type: 'sensor_smoke', msisdn: '+79160000001' } });
+    const farPast = await h.request({ method: 'POST', url: '/api/v1/webhooks/events', key: h.webhookKey, payload: { event_id: 'evt-dated', device_id: 'dated-smoke', event_type: 'test', occurred_at: '0000-01-01T00:00:00Z' } });
+    expect(farPast.statusCode).toBe(422);
+    expect(farPast.json().errors[0].field).toBe('body.occurred_at');
     const telephonyKey = (await h.request({ method: 'POST', url: '/api/v1/api-keys', payload: { role: 'telephony', name: 't' } })).json().key;
     const forbidden = await h.request({ method: 'POST', url: '/api/v1/webhooks/events', key: telephonyKey, payload: { event_id: 'x', device_id: 'speaker-events', event_type: 'smoke' } });
     expect(forbidden.statusCode).toBe(403);
