@@ -13,25 +13,12 @@ import {
 } from '../../src/telephony/freeswitch/esl-errors.js';
 import type { EslEvent } from '../../src/telephony/freeswitch/esl-frames.js';
 import { startEslPeer, type CallScript, type EslPeer, type EslPeerOptions } from '../support/esl-peer.js';
+import { testLogger } from '../support/test-logger.js';
 
 // Byte-exact transcripts of a real FreeSWITCH 1.10.12 (see test/fixtures/freeswitch-esl/README.md).
 const FIXTURES = path.resolve(import.meta.dirname, '../fixtures/freeswitch-esl');
 
 const WAIT_MS = 3000;
-
-interface LogLine {
-  level: string;
-  obj: object;
-  msg: string | undefined;
-}
-
-function testLogger() {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => {
-    lines.push({ level, obj, msg });
-  };
-  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
-}
 
 async function peerFor(options: EslPeerOptions = {}): Promise<EslPeer> {
   const peer = await startEslPeer(options);

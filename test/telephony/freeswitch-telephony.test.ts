@@ -18,6 +18,7 @@ import {
   type CallRequest,
 } from '../../src/telephony/telephony.js';
 import { startEslPeer, type CallScript, type EslPeer, type EslPeerOptions } from '../support/esl-peer.js';
+import { testLogger } from '../support/test-logger.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, '../fixtures/freeswitch-esl');
 const TEMPLATE = 'sofia/gateway/tas/{number}';
@@ -29,20 +30,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const allPeerCommands: string[] = [];
 
 // ---- helpers --------------------------------------------------------------------------------
-
-interface LogLine {
-  level: string;
-  obj: object;
-  msg: string | undefined;
-}
-
-function testLogger() {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (obj: object, msg?: string) => {
-    lines.push({ level, obj, msg });
-  };
-  return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
-}
 
 /** Polls `predicate` every 5 ms; fails after `ms`. */
 async function waitFor(predicate: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
