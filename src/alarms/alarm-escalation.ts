@@ -85,10 +85,11 @@ export class AlarmEscalation {
       if (progress.kind === 'acknowledged') {
         const call = await repository.markAcknowledged(trx, progress.callId);
         if (!call) return;
-        await this.logCall(trx, call, 'call.acknowledged', 'ok');
-        // Confirmed: the alarm is resolved now, not when the callee hangs up.
         const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
-        if (alarm?.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
+        if (!alarm) return;
+        await appendEvent(trx, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
+        // Confirmed: the alarm is resolved now, not when the callee hangs up.
+        if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
         return;
       }
       const status = finalStatusOf(progress);
@@ -119,16 +120,21 @@ export class AlarmEscalation {
     const now = this.clock.now();
     const call = await repository.finishCall(trx, callId, { ...end, at: now });
     if (!call) return; // not ours, or its end was already recorded
-    const type = call.status === 'completed' ? 'call.completed' : call.status === 'canceled' ? 'call.canceled' : 'call.failed';
-    await this.logCall(trx, call, type, call.status === 'completed' ? 'ok' : call.status === 'canceled' ? 'info' : 'failed', {
-      status: call.status,
-      cause: call.hangup_cause,
-      sip_code: call.sip_code,
-      acknowledged: call.acknowledged,
-      ...(end.outcomeUnknown ? { outcome_unknown: true } : {}),
-    });
+    // One read of the alarm, locked: it serves the log row and the decision.
     const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
-    if (!alarm || alarm.status !== 'active') return;
+    if (!alarm) return;
+    const type = call.status === 'completed' ? 'call.completed' : call.status === 'canceled' ? 'call.canceled' : 'call.failed';
+    await appendEvent(
+      trx,
+      callEntry(alarm, call, type, call.status === 'completed' ? 'ok' : call.status === 'canceled' ? 'info' : 'failed', {
+        status: call.status,
+        cause: call.hangup_cause,
+        sip_code: call.sip_code,
+        acknowledged: call.acknowledged,
+        ...(end.outcomeUnknown ? { outcome_unknown: true } : {}),
+      }),
+    );
+    if (alarm.status !== 'active') return;
     const action = alarm.action as unknown as CallAction;
     const step = nextStep(action, { position: call.position, attempt: call.attempt, status: call.status as FinalCallStatus, acknowledged: call.acknowledged, outcomeUnknown: end.outcomeUnknown });
     switch (step.kind) {
@@ -174,10 +180,10 @@ export class AlarmEscalation {
     return true;
   }
 
-  private async logCall(trx: DbOrTrx, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown> = {}): Promise<void> {
+  private async logCall(trx: DbOrTrx, call: CallRow, type: string, status: EventLogEntry['status']): Promise<void> {
     const alarm = await repository.findAlarm(trx, call.alarm_id);
     if (!alarm) return;
-    await appendEvent(trx, callEntry(alarm, call, type, status, extra));
+    await appendEvent(trx, callEntry(alarm, call, type, status, {}));
   }
 }
 

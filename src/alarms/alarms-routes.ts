@@ -2,14 +2,13 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { DeviceId } from '../devices/devices-schemas.js';
 import { Page, PageQuery } from '../http/pagination.js';
-import { E164, PhoneNumberInput, problems, StringEnum, Timestamp } from '../http/schemas.js';
+import { E164, Nullable, PhoneNumberInput, problems, StringEnum, Timestamp } from '../http/schemas.js';
 import { traceOf } from '../http/trace.js';
 import type { DevicesService } from '../devices/devices-service.js';
 import type { AlarmsService } from './alarms-service.js';
 import { callStatuses } from './escalation.js';
 
 const alarmStatuses = ['active', 'resolved', 'exhausted', 'canceled'] as const;
-const nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 
 export const Call = Type.Object(
   {
@@ -20,15 +19,15 @@ export const Call = Type.Object(
     attempt: Type.Integer({ description: 'Attempt on that number, from 1.' }),
     status: StringEnum(callStatuses),
     acknowledged: Type.Boolean({ description: 'The callee pressed 1.' }),
-    hangup_cause: nullable(Type.String({ description: 'FreeSWITCH hangup cause (or OUTCOME_UNKNOWN / DEADLINE_EXCEEDED, judged by the gateway).' })),
-    sip_code: nullable(Type.Integer()),
-    redial_of: nullable(Type.String({ format: 'uuid', description: 'The call whose outcome was lost and which this one makes again.' })),
+    hangup_cause: Nullable(Type.String({ description: 'FreeSWITCH hangup cause (or OUTCOME_UNKNOWN / DEADLINE_EXCEEDED, judged by the gateway).' })),
+    sip_code: Nullable(Type.Integer()),
+    redial_of: Nullable(Type.String({ format: 'uuid', description: 'The call whose outcome was lost and which this one makes again.' })),
     queued_at: Timestamp,
     due_at: Timestamp,
-    dialing_at: nullable(Timestamp),
-    ringing_at: nullable(Timestamp),
-    answered_at: nullable(Timestamp),
-    ended_at: nullable(Timestamp),
+    dialing_at: Nullable(Timestamp),
+    ringing_at: Nullable(Timestamp),
+    answered_at: Nullable(Timestamp),
+    ended_at: Nullable(Timestamp),
   },
   { $id: 'Call' },
 );
@@ -37,15 +36,15 @@ const alarmFields = {
   id: Type.String({ format: 'uuid' }),
   rule_id: Type.Integer(),
   device_id: Type.String(),
-  msisdn: nullable(Type.String()),
+  msisdn: Nullable(Type.String()),
   event_id: Type.String(),
   event_type: Type.String(),
   status: StringEnum(alarmStatuses),
   action: Type.Record(Type.String(), Type.Unknown(), { description: "The rule's action as it was when the alarm started." }),
   correlation_id: Type.String({ description: 'Ties every event-log row of this alarm together.' }),
   started_at: Timestamp,
-  ended_at: nullable(Timestamp),
-  end_reason: nullable(Type.String()),
+  ended_at: Nullable(Timestamp),
+  end_reason: Nullable(Type.String()),
 };
 export const Alarm = Type.Object(alarmFields, { $id: 'Alarm' });
 const AlarmWithCalls = Type.Object({ ...alarmFields, calls: Type.Array(Type.Ref('Call')) });

@@ -7,9 +7,9 @@ import type { AlarmEscalation, EscalationEffects } from './alarm-escalation.js';
 import * as repository from './alarms-repository.js';
 import type { AlarmRow, CallRow } from './alarms-repository.js';
 import type { CallStatus } from './escalation.js';
+import { isoOrNull } from '../http/schemas.js';
 
 export function presentCall(row: CallRow) {
-  const iso = (date: Date | null) => date?.toISOString() ?? null;
   return {
     id: row.id,
     alarm_id: row.alarm_id,
@@ -23,10 +23,10 @@ export function presentCall(row: CallRow) {
     redial_of: row.redial_of,
     queued_at: row.queued_at.toISOString(),
     due_at: row.due_at.toISOString(),
-    dialing_at: iso(row.dialing_at),
-    ringing_at: iso(row.ringing_at),
-    answered_at: iso(row.answered_at),
-    ended_at: iso(row.ended_at),
+    dialing_at: isoOrNull(row.dialing_at),
+    ringing_at: isoOrNull(row.ringing_at),
+    answered_at: isoOrNull(row.answered_at),
+    ended_at: isoOrNull(row.ended_at),
   };
 }
 

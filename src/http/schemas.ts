@@ -54,6 +54,16 @@ export const PhoneNumberInput = Type.String({
 
 export const Timestamp = Type.String({ format: 'date-time' });
 
+/** A field that may be null. */
+export function Nullable<T extends TSchema>(schema: T) {
+  return Type.Union([schema, Type.Null()]);
+}
+
+/** A nullable timestamp column as the API shows it. */
+export function isoOrNull(date: Date | null): string | null {
+  return date?.toISOString() ?? null;
+}
+
 /** A date-time query parameter, as a Date, refused (422 naming it) outside years 1970 to 9999. */
 export function parseTimestampParameter(field: string, text: string | undefined): Date | undefined {
   if (text === undefined) return undefined;

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { Page, PageQuery } from '../http/pagination.js';
-import { parseTimestampParameter, PhoneNumberInput, problems, StringEnum, Timestamp } from '../http/schemas.js';
+import { Nullable, parseTimestampParameter, PhoneNumberInput, problems, StringEnum, Timestamp } from '../http/schemas.js';
 import { traceOf } from '../http/trace.js';
 import { callStates, notificationStatuses, type IncomingCallsService } from './incoming-calls-service.js';
 
@@ -13,7 +13,6 @@ const CallId = Type.String({
   examples: ['a84b4c76e66710@pc33.example.com'],
 });
 
-const nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 
 const ReportBody = Type.Object(
   {
@@ -35,15 +34,15 @@ const Reported = Type.Object({
 const callFields = {
   call_id: Type.String(),
   caller: Type.String(),
-  caller_name: nullable(Type.String()),
+  caller_name: Nullable(Type.String()),
   callee: Type.String(),
   state: StringEnum(callStates),
   source: StringEnum(['api', 'freeswitch'] as const),
   correlation_id: Type.String(),
   received_at: Timestamp,
-  ringing_at: nullable(Timestamp),
-  answered_at: nullable(Timestamp),
-  ended_at: nullable(Timestamp),
+  ringing_at: Nullable(Timestamp),
+  answered_at: Nullable(Timestamp),
+  ended_at: Nullable(Timestamp),
 };
 const IncomingCall = Type.Object(callFields);
 const Notification = Type.Object({
@@ -53,9 +52,9 @@ const Notification = Type.Object({
   status: StringEnum(notificationStatuses),
   attempts: Type.Integer(),
   created_at: Timestamp,
-  delivered_at: nullable(Timestamp),
-  latency_ms: nullable(Type.Integer({ description: 'From the report to the speaker answering 2xx (or the broker acknowledging).' })),
-  last_error: nullable(Type.String()),
+  delivered_at: Nullable(Timestamp),
+  latency_ms: Nullable(Type.Integer({ description: 'From the report to the speaker answering 2xx (or the broker acknowledging).' })),
+  last_error: Nullable(Type.String()),
   expires_at: Timestamp,
 });
 const IncomingCallWithNotifications = Type.Object({ ...callFields, notifications: Type.Array(Notification) });

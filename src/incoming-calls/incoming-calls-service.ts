@@ -18,6 +18,7 @@ import type { Db, DbOrTrx } from '../storage/database.js';
 import type { DeviceRow } from '../storage/schema.js';
 import * as repository from './incoming-calls-repository.js';
 import type { IncomingCallRow, NotificationRow } from './incoming-calls-repository.js';
+import { isoOrNull } from '../http/schemas.js';
 
 export const callStates = ['ringing', 'answered', 'ended'] as const;
 export const notificationStatuses = ['pending', 'delivering', 'delivered', 'failed', 'expired', 'gone', 'superseded'] as const;
@@ -40,7 +41,6 @@ export interface IncomingCallResult {
 }
 
 export function presentIncomingCall(row: IncomingCallRow) {
-  const iso = (date: Date | null) => date?.toISOString() ?? null;
   return {
     call_id: row.call_id,
     caller: row.caller,
@@ -50,9 +50,9 @@ export function presentIncomingCall(row: IncomingCallRow) {
     source: row.source as 'api' | 'freeswitch',
     correlation_id: row.correlation_id,
     received_at: row.received_at.toISOString(),
-    ringing_at: iso(row.ringing_at),
-    answered_at: iso(row.answered_at),
-    ended_at: iso(row.ended_at),
+    ringing_at: isoOrNull(row.ringing_at),
+    answered_at: isoOrNull(row.answered_at),
+    ended_at: isoOrNull(row.ended_at),
   };
 }
 
