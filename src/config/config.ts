@@ -62,6 +62,12 @@ export const ConfigSchema = Type.Object({
       description: 'Name of this gateway instance (default: host name and port). Keep it stable across restarts: calls a crashed instance had in flight are reconciled by the instance that comes back under the same name, at once.',
     }),
   ),
+  INSTANCE_STALE_AFTER_S: Type.Integer({
+    minimum: 2,
+    maximum: 600,
+    default: 20,
+    description: 'An instance whose heartbeat is older than this is taken for dead: another instance reconciles its calls in flight and resends its deliveries. Each instance beats four times per period. An instance that stops gracefully hands its work over at once.',
+  }),
   TELEPHONY: Type.Union([Type.Literal('auto'), Type.Literal('mock'), Type.Literal('freeswitch')], {
     default: 'auto',
     description: '`freeswitch`: place calls through the Event Socket; `mock`: the built-in mock telephony; `auto`: FreeSWITCH when `FREESWITCH_ESL_URL` is set, else the mock.',
