@@ -122,7 +122,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const mqtt = new MqttPublisher({ policy });
   const notifier = new NotificationDispatcher(
     { db, clock, instanceId, logger: app.log, policy, mqtt },
-    { concurrency: config.NOTIFICATION_CONCURRENCY, timeoutMs: config.NOTIFICATION_TIMEOUT_MS, staleAfterMs: liveness.staleAfterMs, ...options.notifier },
+    { concurrency: config.NOTIFICATION_CONCURRENCY, perHostConcurrency: config.NOTIFICATION_CONCURRENCY_PER_HOST, timeoutMs: config.NOTIFICATION_TIMEOUT_MS, staleAfterMs: liveness.staleAfterMs, ...options.notifier },
   );
   const incomingCalls = new IncomingCallsService({
     db,
