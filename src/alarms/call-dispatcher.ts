@@ -61,6 +61,8 @@ export class CallDispatcher {
   readonly #callChains = new Map<string, Promise<void>>();
   /** Calls adopted in this life, not asked about again at every poll (until their deadline). */
   readonly #adopted = new Set<string>();
+  /** Calls being reconciled right now. */
+  readonly #reconciling = new Set<string>();
   readonly #flight: SingleFlight;
 
   constructor(
@@ -104,8 +106,13 @@ export class CallDispatcher {
       await this.reconcile({ all: false });
       this.kick();
     });
-    await this.reconcile({ all: false });
-    this.kick();
+    // In the background: a restart after a crash may find hundreds of calls to ask the switch
+    // about, and the intake must not wait for that. Nothing is re-dialed but by reconciliation.
+    this.#track(
+      this.reconcile({ all: false })
+        .catch((error: unknown) => this.deps.logger.error({ err: error }, 'reconciling calls in flight failed; retrying at the next poll'))
+        .then(() => this.kick()),
+    );
   }
 
   /** Stops watching; calls in flight stay in the database and are reconciled by the next start. */
@@ -262,10 +269,26 @@ export class CallDispatcher {
         // An adopted call is asked about again only after a reconnect or past its deadline.
         (all || !this.#adopted.has(call.id) || (call.deadline_at !== null && call.deadline_at <= now)),
     );
-    for (const call of calls) await this.#reconcileCall(call);
+    // A few at a time: the switch answers one command at a time, the database work overlaps.
+    let next = 0;
+    const worker = async () => {
+      while (next < calls.length) await this.#reconcileCall(calls[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(8, calls.length) }, worker));
   }
 
   async #reconcileCall(call: CallRow): Promise<void> {
+    // One reconciliation per call at a time (the poll, a reconnect and the start may overlap).
+    if (this.#reconciling.has(call.id)) return;
+    this.#reconciling.add(call.id);
+    try {
+      await this.#reconcileOne(call);
+    } finally {
+      this.#reconciling.delete(call.id);
+    }
+  }
+
+  async #reconcileOne(call: CallRow): Promise<void> {
     let exists: boolean;
     try {
       exists = await this.deps.telephony.callExists(call.id);

@@ -23,7 +23,7 @@ import {
   profile,
   report,
   seededRandom,
-  sensorWithRule,
+  seedSensors,
   smoke,
   untilAcknowledged,
   type EventReply,
@@ -41,11 +41,12 @@ describe.skipIf(postgresOnly)(`fault: the gateway killed (SIGKILL) ${KILLS} time
 
   beforeAll(async () => {
     await run.open();
-    // Callees answer after 0.1–2.5 s, press 1 when asked, and hang up: some calls are live at a
-    // kill (to be adopted), some end while the gateway is down (their outcome is lost).
+    // Callees answer after 0.5–4 s, press 1 a second later and hang up 4 s after that: calls
+    // live at a kill are adopted after the restart; those that end while the gateway is down
+    // have an outcome nobody can know.
     const random = seededRandom();
-    peer = await run.peer(() => ({ outcome: 'answer', ringMs: 20, answerAfterMs: 100 + Math.floor(random.next() * 2_400), dtmf: '1', dtmfIntervalMs: 100 }));
-    await calleesPressing1(run, peer);
+    peer = await run.peer(() => ({ outcome: 'answer', ringMs: 20, answerAfterMs: 500 + Math.floor(random.next() * 3_500), dtmf: '1', dtmfIntervalMs: 1_000 }));
+    await calleesPressing1(run, peer, 4_000);
   });
   afterAll(() => run.close());
 
@@ -54,7 +55,7 @@ describe.skipIf(postgresOnly)(`fault: the gateway killed (SIGKILL) ${KILLS} time
     let gateway: GatewayProcess = await run.launch(env);
     const webhookKey = await createKey(gateway, 'webhook');
     const indexes = Array.from({ length: EVENTS }, (_, i) => i);
-    await mapLimit(indexes, 20, (i) => sensorWithRule(gateway, sensorOf(i), [numberOf(i)]));
+    await seedSensors(run, indexes.map((i) => ({ deviceId: sensorOf(i), to: [numberOf(i)] })));
 
     const random = seededRandom();
     // The kills fall at random moments of the stream, in separate tenths of it.

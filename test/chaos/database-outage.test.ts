@@ -23,7 +23,7 @@ import {
   postgresOnly,
   profile,
   report,
-  sensorWithRule,
+  seedSensors,
   settledCalls,
   smoke,
   untilAcknowledged,
@@ -54,7 +54,7 @@ describe.skipIf(postgresOnly)(`fault: PostgreSQL unreachable for ${profile.outag
     proxy = run.own(await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) }));
     gateway = await run.launch(run.gatewayEnv({ ...run.freeswitchEnv(peer), DATABASE_URL: run.databaseUrl(proxy.port), INSTANCE_ID: 'outage' }));
     webhookKey = await createKey(gateway, 'webhook');
-    await mapLimit(Array.from({ length: BEFORE + DURING }, (_, i) => i), 10, (i) => sensorWithRule(gateway, sensorOf(i), [numberOf(i)]));
+    await seedSensors(run, Array.from({ length: BEFORE + DURING }, (_, i) => ({ deviceId: sensorOf(i), to: [numberOf(i)] })));
   }, 120_000);
   afterAll(() => run.close());
 

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GatewayProcess } from '../support/gateway-process.js';
 import { SpeakerReceivers } from '../support/speaker-receivers.js';
 import { mapLimit, until } from '../support/waiting.js';
-import { ChaosRun, api, createKey, postgresOnly, profile, report, sensorWithRule, smoke, speaker } from './harness.js';
+import { ChaosRun, api, createKey, postgresOnly, profile, report, seedSensors, seedSpeakers, smoke } from './harness.js';
 
 const CALLS = profile.speakerCalls;
 const CONCURRENCY = 8;
@@ -43,21 +43,26 @@ describe.skipIf(postgresOnly)(`fault: slow (10 s), dead and flapping speakers be
   it('healthy speakers and the alarm path are unaffected; deliveries in flight stay bounded', { timeout: 120_000 }, async () => {
     // Every number has a healthy speaker and a bad one; the bad ones rotate: slow, dead, flapping.
     const kinds = ['slow', 'dead', 'flapping'] as const;
-    await mapLimit(Array.from({ length: CALLS }, (_, i) => i), 5, async (i) => {
+    const speakers = Array.from({ length: CALLS }, (_, i) => {
       const good = healthy.add(`good-${i}`, '');
-      good.secret = await speaker(gateway, `good-${i}`, numberOf(i), good.url);
       const kind = kinds[i % kinds.length]!;
-      if (kind === 'dead') {
-        // A port where nothing listens.
-        await speaker(gateway, `bad-${i}`, numberOf(i), 'http://127.0.0.1:9/speaker');
-        return;
-      }
-      const bad = kind === 'slow' ? troubled.add(`bad-${i}`, '', { kind: 'slow', delayMs: 10_000 }) : flapping.add(`bad-${i}`, '', { kind: 'fail', times: 1, status: 503 });
-      bad.secret = await speaker(gateway, `bad-${i}`, numberOf(i), bad.url);
-    });
+      // The dead one: a port where nothing listens.
+      const bad =
+        kind === 'dead'
+          ? { name: `bad-${i}`, url: 'http://127.0.0.1:9/speaker', secret: '' }
+          : kind === 'slow'
+            ? troubled.add(`bad-${i}`, '', { kind: 'slow', delayMs: 10_000 })
+            : flapping.add(`bad-${i}`, '', { kind: 'fail', times: 1, status: 503 });
+      return [
+        { receiver: good, msisdn: numberOf(i) },
+        { receiver: bad, msisdn: numberOf(i) },
+      ];
+    }).flat();
+    const secret = await seedSpeakers(run, speakers.map(({ receiver, msisdn }) => ({ deviceId: receiver.name, msisdn, endpoint: receiver.url })));
+    for (const { receiver } of speakers) receiver.secret = secret;
     const telephonyKey = await createKey(gateway, 'telephony');
     const webhookKey = await createKey(gateway, 'webhook');
-    await sensorWithRule(gateway, 'speakers-sensor', ['+79161234567']);
+    await seedSensors(run, [{ deviceId: 'speakers-sensor', to: ['+79161234567'] }]);
 
     // The calls, all at once: ringing, answered 4 s later (an answer supersedes a ringing
     // announcement not yet attempted), ended 1 s after that.

@@ -14,7 +14,7 @@ import type { EslPeer } from '../support/esl-peer.js';
 import type { GatewayProcess } from '../support/gateway-process.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { mapLimit, until } from '../support/waiting.js';
-import { ChaosRun, api, calleesPressing1, checkNoDoubleCalls, createKey, postgresOnly, profile, report, sensorWithRule, settledCalls, smoke } from './harness.js';
+import { ChaosRun, api, calleesPressing1, checkNoDoubleCalls, createKey, postgresOnly, profile, report, seedSensors, settledCalls, smoke } from './harness.js';
 
 const RINGING = 10;
 const DURING = 10;
@@ -38,7 +38,7 @@ describe.skipIf(postgresOnly)(`fault: the FreeSWITCH Event Socket unreachable fo
     proxy = run.own(await startTcpProxy({ host: '127.0.0.1', port: peer.port }));
     gateway = await run.launch(run.gatewayEnv({ ...run.freeswitchEnv(proxy), INSTANCE_ID: 'switch-outage' }));
     webhookKey = await createKey(gateway, 'webhook');
-    await mapLimit(Array.from({ length: RINGING + DURING }, (_, i) => i), 10, (i) => sensorWithRule(gateway, sensorOf(i), [numberOf(i)], { ring_timeout_s: 40 }));
+    await seedSensors(run, Array.from({ length: RINGING + DURING }, (_, i) => ({ deviceId: sensorOf(i), to: [numberOf(i)], action: { ring_timeout_s: 40 } })));
   }, 120_000);
   afterAll(() => run.close());
 
