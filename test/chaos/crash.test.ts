@@ -15,6 +15,7 @@ import type { GatewayProcess } from '../support/gateway-process.js';
 import { mapLimit, until } from '../support/waiting.js';
 import {
   ChaosRun,
+  calleesAnsweringPrompts,
   calleesPressing1,
   checkNoDoubleCalls,
   createKey,
@@ -41,12 +42,13 @@ describe.skipIf(postgresOnly)(`fault: the gateway killed (SIGKILL) ${KILLS} time
 
   beforeAll(async () => {
     await run.open();
-    // Callees answer after 0.5–4 s, press 1 a second later and hang up 4 s after that: calls
-    // live at a kill are adopted after the restart; those that end while the gateway is down
-    // have an outcome nobody can know.
+    // Callees answer after 0.5–4 s, press 1 when asked (again if an adopting gateway asks again)
+    // and hang up 8 s after pressing: calls live at a kill are adopted after the restart; those
+    // that end while no gateway runs have an outcome nobody can know.
     const random = seededRandom();
-    peer = await run.peer(() => ({ outcome: 'answer', ringMs: 20, answerAfterMs: 500 + Math.floor(random.next() * 3_500), dtmf: '1', dtmfIntervalMs: 1_000 }));
-    await calleesPressing1(run, peer, 4_000);
+    peer = await run.peer(() => ({ outcome: 'answer', ringMs: 20, answerAfterMs: 500 + Math.floor(random.next() * 3_500) }));
+    calleesAnsweringPrompts(run, peer);
+    await calleesPressing1(run, peer, 8_000);
   });
   afterAll(() => run.close());
 

@@ -276,6 +276,34 @@ export async function calleesPressing1(run: ChaosRun, peer: EslPeer, hangUpAfter
   await connected;
 }
 
+/**
+ * Callees who press 1 when asked: whenever the switch is told to play the "press 1" prompt on a
+ * channel (by the gateway that placed the call, or by one that adopted it after a crash), the
+ * digit follows `delayMs` later, as long as the channel is up.
+ */
+export function calleesAnsweringPrompts(run: ChaosRun, peer: EslPeer, delayMs = 300): void {
+  let seen = 0;
+  const timers = new Set<NodeJS.Timeout>();
+  const scan = setInterval(() => {
+    for (; seen < peer.commands.length; seen++) {
+      const command = peer.commands[seen]!;
+      const uuid = /^sendmsg ([0-9a-f-]{36})/.exec(command)?.[1];
+      if (!uuid || !/execute-app-name: play_and_get_digits/.test(command)) continue;
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        if (peer.liveChannels().includes(uuid)) peer.emitEvent('DTMF', { 'Unique-ID': uuid, 'Channel-Call-UUID': uuid, 'DTMF-Digit': '1', 'DTMF-Duration': '2000' });
+      }, delayMs);
+      timers.add(timer);
+    }
+  }, 50);
+  run.own({
+    stop: async () => {
+      clearInterval(scan);
+      timers.forEach((timer) => clearTimeout(timer));
+    },
+  });
+}
+
 /** Prints a scenario's figures and writes them to .test-results/chaos/<name>.json. */
 export function report(name: string, figures: Record<string, number | string>): void {
   const folder = path.resolve('.test-results', 'chaos');

@@ -17,8 +17,8 @@ import { mapLimit, until } from '../support/waiting.js';
 import { ChaosRun, api, createKey, postgresOnly, profile, report, seedSensors, seedSpeakers, smoke } from './harness.js';
 
 const CALLS = profile.speakerCalls;
-const CONCURRENCY = 8;
-const PER_HOST = 4;
+const CONCURRENCY = 16;
+const PER_HOST = 8;
 const numberOf = (i: number) => `+7916${String(6_000_000 + i).padStart(7, '0')}`;
 
 describe.skipIf(postgresOnly)(`fault: slow (10 s), dead and flapping speakers beside healthy ones, ${CALLS} incoming calls`, () => {
