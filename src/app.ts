@@ -114,14 +114,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const telephony = options.telephony ?? new MockTelephony({ clock });
   const escalation = new AlarmEscalation(db, clock);
   const instanceId = options.instanceId ?? 'gateway';
-  const dispatcher = new CallDispatcher({ db, telephony, escalation, clock, instanceId, logger: app.log }, options.dispatcher);
+  const liveness = { staleAfterMs: config.INSTANCE_STALE_AFTER_S * 1000, heartbeatIntervalMs: (config.INSTANCE_STALE_AFTER_S * 1000) / 4 };
+  const dispatcher = new CallDispatcher({ db, telephony, escalation, clock, instanceId, logger: app.log }, { ...liveness, ...options.dispatcher });
   const afterCommit = dispatcher.afterCommit.bind(dispatcher);
   const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock) }, escalation, clock, afterCommit });
   const alarms = new AlarmsService({ db, escalation, clock, afterCommit });
   const mqtt = new MqttPublisher({ policy });
   const notifier = new NotificationDispatcher(
     { db, clock, instanceId, logger: app.log, policy, mqtt },
-    { concurrency: config.NOTIFICATION_CONCURRENCY, timeoutMs: config.NOTIFICATION_TIMEOUT_MS, ...options.notifier },
+    { concurrency: config.NOTIFICATION_CONCURRENCY, perHostConcurrency: config.NOTIFICATION_CONCURRENCY_PER_HOST, timeoutMs: config.NOTIFICATION_TIMEOUT_MS, staleAfterMs: liveness.staleAfterMs, ...options.notifier },
   );
   const incomingCalls = new IncomingCallsService({
     db,
@@ -147,6 +148,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await telephony.stop();
     await switchFeed?.settle();
     await notifier.stop();
+    // Everything in flight is recorded: hand the calls still live on the switch to the other
+    // instances now rather than when this one's heartbeat goes stale.
+    await dispatcher.retire();
     await mqtt.close();
     await closeHttpAgent(policy);
   });

@@ -105,6 +105,12 @@ export class AlarmEscalation {
   async finishUnobserved(callId: string, reason: 'OUTCOME_UNKNOWN' | 'DEADLINE_EXCEEDED'): Promise<EscalationEffects> {
     const effects: EscalationEffects = { hangups: [], queued: false };
     await this.db.transaction().execute(async (trx) => {
+      const call = await trx.selectFrom('calls').select('acknowledged').where('id', '=', callId).forUpdate().executeTakeFirst();
+      if (call?.acknowledged) {
+        // Confirmed before its hang-up went unseen: the outcome is known, the call completed.
+        await this.finish(trx, callId, { status: 'completed', cause: 'HANGUP_UNOBSERVED', sipCode: null, acknowledged: true, outcomeUnknown: false }, effects);
+        return;
+      }
       await this.finish(trx, callId, { status: 'failed', cause: reason, sipCode: null, acknowledged: false, outcomeUnknown: reason === 'OUTCOME_UNKNOWN' }, effects);
     });
     if (reason === 'DEADLINE_EXCEEDED') effects.hangups.push(callId);

@@ -212,3 +212,7 @@ export async function heartbeat(db: DbOrTrx, instanceId: string, now: Date, star
     .onConflict((conflict) => conflict.column('id').doUpdateSet({ heartbeat_at: now, started_at: startedAt }))
     .execute();
 }
+
+export async function retireInstance(db: DbOrTrx, instanceId: string): Promise<void> {
+  await db.deleteFrom('gateway_instances').where('id', '=', instanceId).execute();
+}

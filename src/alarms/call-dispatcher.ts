@@ -18,6 +18,7 @@ import type { Clock } from '../clock/clock.js';
 import { SingleFlight } from '../jobs/single-flight.js';
 import { appendEvents } from '../event-log/event-log.js';
 import type { Db } from '../storage/database.js';
+import { isDatabaseUnavailable } from '../storage/errors.js';
 import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type CallRequest, type Telephony } from '../telephony/telephony.js';
 import type { CallAction } from '../rules/rule-actions.js';
 import { CALL_DEADLINE_MARGIN_S, type AlarmEscalation, type EscalationEffects } from './alarm-escalation.js';
@@ -60,6 +61,8 @@ export class CallDispatcher {
   readonly #callChains = new Map<string, Promise<void>>();
   /** Calls adopted in this life, not asked about again at every poll (until their deadline). */
   readonly #adopted = new Set<string>();
+  /** Calls being reconciled right now. */
+  readonly #reconciling = new Set<string>();
   readonly #flight: SingleFlight;
 
   constructor(
@@ -103,8 +106,13 @@ export class CallDispatcher {
       await this.reconcile({ all: false });
       this.kick();
     });
-    await this.reconcile({ all: false });
-    this.kick();
+    // In the background: a restart after a crash may find hundreds of calls to ask the switch
+    // about, and the intake must not wait for that. Nothing is re-dialed but by reconciliation.
+    this.#track(
+      this.reconcile({ all: false })
+        .catch((error: unknown) => this.deps.logger.error({ err: error }, 'reconciling calls in flight failed; retrying at the next poll'))
+        .then(() => this.kick()),
+    );
   }
 
   /** Stops watching; calls in flight stay in the database and are reconciled by the next start. */
@@ -114,6 +122,19 @@ export class CallDispatcher {
     this.#cancelTimers = [];
     this.#cancelWake?.();
     await this.settle();
+  }
+
+  /**
+   * Removes this instance from the live ones (after stop, once every outcome is recorded): the
+   * calls it leaves on the switch become orphans that another instance reconciles and adopts at
+   * its next poll, instead of after the heartbeat goes stale.
+   */
+  async retire(): Promise<void> {
+    try {
+      await repository.retireInstance(this.deps.db, this.deps.instanceId);
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, 'could not hand over calls in flight; other instances take them when the heartbeat goes stale');
+    }
   }
 
   /** Looks for due calls now (coalesced: one pass at a time, one more if asked meanwhile). */
@@ -204,13 +225,30 @@ export class CallDispatcher {
     if (progress.kind === 'ended') this.#adopted.delete(progress.callId);
     const previous = this.#callChains.get(progress.callId) ?? Promise.resolve();
     const next = previous
-      .then(async () => this.#afterCommit(await this.deps.escalation.recordProgress(progress)))
+      .then(async () => this.#afterCommit(await this.#record(progress)))
       .catch((error: unknown) => this.deps.logger.error({ err: error, call_id: progress.callId, kind: progress.kind }, 'could not record call progress'))
       .finally(() => {
         if (this.#callChains.get(progress.callId) === next) this.#callChains.delete(progress.callId);
       });
     this.#callChains.set(progress.callId, next);
     this.#track(next);
+  }
+
+  /**
+   * Records what the switch reported, waiting out a database outage: the report exists nowhere
+   * else, and losing it (a call's end, a pressed 1) would leave the call to be re-dialed. The wait
+   * ends when the dispatcher stops; the next start then asks the switch.
+   */
+  async #record(progress: CallProgress): Promise<EscalationEffects> {
+    for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+      try {
+        return await this.deps.escalation.recordProgress(progress);
+      } catch (error) {
+        if (!isDatabaseUnavailable(error) || !this.#running) throw error;
+        this.deps.logger.warn({ call_id: progress.callId, kind: progress.kind, retry_in_ms: delay }, 'database unavailable: call progress kept until it can be recorded');
+        await new Promise<void>((resolve) => this.deps.clock.setTimer(resolve, delay));
+      }
+    }
   }
 
   /**
@@ -225,13 +263,32 @@ export class CallDispatcher {
       ? await this.deps.db.selectFrom('calls').selectAll().where('claimed_by', '=', this.deps.instanceId).where('status', 'in', ['dialing', 'ringing', 'answered']).execute()
       : [];
     const calls = [...new Map([...orphans, ...mine].map((call) => [call.id, call])).values()].filter(
-      // An adopted call is asked about again only after a reconnect or past its deadline.
-      (call) => all || !this.#adopted.has(call.id) || (call.deadline_at !== null && call.deadline_at <= now),
+      (call) =>
+        // Progress of this call still being recorded says more than the switch can now.
+        !this.#callChains.has(call.id) &&
+        // An adopted call is asked about again only after a reconnect or past its deadline.
+        (all || !this.#adopted.has(call.id) || (call.deadline_at !== null && call.deadline_at <= now)),
     );
-    for (const call of calls) await this.#reconcileCall(call);
+    // A few at a time: the switch answers one command at a time, the database work overlaps.
+    let next = 0;
+    const worker = async () => {
+      while (next < calls.length) await this.#reconcileCall(calls[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(8, calls.length) }, worker));
   }
 
   async #reconcileCall(call: CallRow): Promise<void> {
+    // One reconciliation per call at a time (the poll, a reconnect and the start may overlap).
+    if (this.#reconciling.has(call.id)) return;
+    this.#reconciling.add(call.id);
+    try {
+      await this.#reconcileOne(call);
+    } finally {
+      this.#reconciling.delete(call.id);
+    }
+  }
+
+  async #reconcileOne(call: CallRow): Promise<void> {
     let exists: boolean;
     try {
       exists = await this.deps.telephony.callExists(call.id);
@@ -246,8 +303,25 @@ export class CallDispatcher {
     if (exists && (!current.deadline_at || current.deadline_at > now)) {
       if (this.#adopted.has(call.id)) return;
       const deadline = current.deadline_at ?? new Date(now.getTime() + CALL_DEADLINE_MARGIN_S * 1000);
-      await repository.adoptCall(this.deps.db, call.id, this.deps.instanceId, deadline);
-      const alarm = await repository.findAlarm(this.deps.db, current.alarm_id);
+      const alarm = await this.deps.db.transaction().execute(async (trx) => {
+        await repository.adoptCall(trx, call.id, this.deps.instanceId, deadline);
+        const found = await repository.findAlarm(trx, current.alarm_id);
+        // Taken over from another instance or an earlier life of this one (not after a mere reconnect).
+        const takenOver = current.claimed_by !== this.deps.instanceId || (current.dialing_at !== null && current.dialing_at < this.#startedAt);
+        if (found && takenOver) {
+          await appendEvents(trx, [
+            {
+              type: 'call.adopted',
+              status: 'info',
+              deviceId: found.device_id,
+              msisdn: found.msisdn,
+              correlationId: found.correlation_id,
+              details: { alarm_id: found.id, call_id: call.id, to: current.to_number, from_instance: current.claimed_by, instance: this.deps.instanceId },
+            },
+          ]);
+        }
+        return found;
+      });
       if (alarm) await this.deps.telephony.adoptCall(this.#requestOf(current, alarm.action as unknown as CallAction));
       this.#adopted.add(call.id);
       this.deps.logger.info({ call_id: call.id, from: current.claimed_by }, 'adopted a call still live on the switch');

@@ -50,6 +50,12 @@ export const ConfigSchema = Type.Object({
   NOTIFICATION_TTL_S: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'How long a speaker notification stays worth delivering (`expires_at`); retries stop then.' }),
   NOTIFICATION_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 3_000, description: 'Timeout of one delivery attempt to a speaker endpoint.' }),
   NOTIFICATION_CONCURRENCY: Type.Integer({ minimum: 1, maximum: 10_000, default: 64, description: 'Most speaker deliveries in flight at once.' }),
+  NOTIFICATION_CONCURRENCY_PER_HOST: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 16,
+    description: 'Most speaker deliveries in flight at once to one host (scheme, host and port of the endpoint): a vendor whose endpoints hang cannot hold every slot.',
+  }),
   WEBHOOK_SIGNING_SECRET: Type.Optional(
     Type.String({
       pattern: '^whsec_[A-Za-z0-9+/]{24,}={0,2}$',
@@ -62,6 +68,12 @@ export const ConfigSchema = Type.Object({
       description: 'Name of this gateway instance (default: host name and port). Keep it stable across restarts: calls a crashed instance had in flight are reconciled by the instance that comes back under the same name, at once.',
     }),
   ),
+  INSTANCE_STALE_AFTER_S: Type.Integer({
+    minimum: 2,
+    maximum: 600,
+    default: 20,
+    description: 'An instance whose heartbeat is older than this is taken for dead: another instance reconciles its calls in flight and resends its deliveries. Each instance beats four times per period. An instance that stops gracefully hands its work over at once.',
+  }),
   TELEPHONY: Type.Union([Type.Literal('auto'), Type.Literal('mock'), Type.Literal('freeswitch')], {
     default: 'auto',
     description: '`freeswitch`: place calls through the Event Socket; `mock`: the built-in mock telephony; `auto`: FreeSWITCH when `FREESWITCH_ESL_URL` is set, else the mock.',

@@ -53,6 +53,8 @@ export interface NotificationDispatcherDeps {
 export interface NotificationDispatcherOptions {
   /** Most deliveries in flight at once (NOTIFICATION_CONCURRENCY). */
   concurrency: number;
+  /** Most deliveries in flight at once to one host (scheme, host and port of the endpoint). */
+  perHostConcurrency: number;
   /** Timeout of one delivery attempt (NOTIFICATION_TIMEOUT_MS). */
   timeoutMs: number;
   /** How often to look for work of other instances and for orphaned deliveries. */
@@ -67,12 +69,21 @@ export interface NotificationDispatcherOptions {
 
 export const notificationDispatcherDefaults: NotificationDispatcherOptions = {
   concurrency: 64,
+  perHostConcurrency: 16,
   timeoutMs: 3_000,
   pollIntervalMs: 1_000,
   retry: { baseMs: 250, maxMs: 5_000 },
   staleAfterMs: 20_000,
   random: Math.random,
 };
+
+/** The scheme, host and port of an endpoint URL, as SQL's substring() and hostOf() read it. */
+const HOST_PATTERN = '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+';
+const hostPattern = new RegExp(HOST_PATTERN);
+
+export function hostOf(endpoint: string | null): string {
+  return (endpoint && hostPattern.exec(endpoint)?.[0].toLowerCase()) || '';
+}
 
 /** Rows expired, or put back, per statement. */
 const BATCH = 500;
@@ -93,6 +104,8 @@ export class NotificationDispatcher {
   #cancelWake: (() => void) | undefined;
   /** Deliveries claimed and not yet recorded, by notification id. */
   readonly #inFlight = new Set<string>();
+  /** Deliveries in flight per endpoint host: one vendor's slow cloud cannot take every slot. */
+  readonly #inFlightByHost = new Map<string, number>();
   readonly #flight: SingleFlight;
 
   constructor(
@@ -162,6 +175,8 @@ export class NotificationDispatcher {
     const jobs = await this.#claim(slots, now);
     for (const job of jobs) {
       this.#inFlight.add(job.row.id);
+      const host = hostOf(job.row.endpoint);
+      this.#inFlightByHost.set(host, (this.#inFlightByHost.get(host) ?? 0) + 1);
       this.#track(this.#run(job));
     }
     return now;
@@ -197,8 +212,10 @@ export class NotificationDispatcher {
   }
 
   async #claim(slots: number, now: Date): Promise<Job[]> {
+    const cap = this.#options.perHostConcurrency;
+    const saturated = [...this.#inFlightByHost].filter(([, count]) => count >= cap).map(([host]) => host);
     return this.deps.db.transaction().execute(async (trx) => {
-      const rows = await trx
+      const claimed = await trx
         .updateTable('notifications')
         .set((eb) => ({ status: 'delivering', claimed_by: this.deps.instanceId, attempts: eb('attempts', '+', 1) }))
         .where('id', 'in', (eb) =>
@@ -208,6 +225,7 @@ export class NotificationDispatcher {
             .where('n.status', '=', 'pending')
             .where('n.due_at', '<=', now)
             .where('n.expires_at', '>', now)
+            .$if(saturated.length > 0, (query) => query.where(sql<string>`coalesce(lower(substring(n.endpoint from ${HOST_PATTERN})), '')`, 'not in', saturated))
             // A step waits for the earlier steps of the same call and device to be settled.
             .where((w) =>
               w.not(
@@ -230,6 +248,27 @@ export class NotificationDispatcher {
         )
         .returningAll()
         .execute();
+      // Rows past their host's share in this batch go back to the queue, untouched.
+      const taken = new Map<string, number>();
+      const rows: NotificationRow[] = [];
+      const over: string[] = [];
+      for (const row of claimed.sort((a, b) => a.seq - b.seq)) {
+        const host = hostOf(row.endpoint);
+        const count = (this.#inFlightByHost.get(host) ?? 0) + (taken.get(host) ?? 0);
+        if (count >= cap) {
+          over.push(row.id);
+          continue;
+        }
+        taken.set(host, (taken.get(host) ?? 0) + 1);
+        rows.push(row);
+      }
+      if (over.length > 0) {
+        await trx
+          .updateTable('notifications')
+          .set((eb) => ({ status: 'pending', claimed_by: null, attempts: eb('attempts', '-', 1) }))
+          .where('id', 'in', over)
+          .execute();
+      }
       if (rows.length === 0) return [];
       const devices = await trx
         .selectFrom('devices')
@@ -238,9 +277,7 @@ export class NotificationDispatcher {
         .execute();
       const byDevice = new Map(devices.map((device) => [device.device_id, device]));
       const callees = await this.#callees(trx, rows);
-      return rows
-        .sort((a, b) => a.seq - b.seq)
-        .map((row) => ({ row, device: byDevice.get(row.device_id), msisdn: callees.get(row.call_id) ?? msisdnFromPayload(row.payload) }));
+      return rows.map((row) => ({ row, device: byDevice.get(row.device_id), msisdn: callees.get(row.call_id) ?? msisdnFromPayload(row.payload) }));
     });
   }
 
@@ -259,6 +296,10 @@ export class NotificationDispatcher {
       this.deps.logger.error({ err: error, notification_id: job.row.id }, 'could not record a notification outcome');
     } finally {
       this.#inFlight.delete(job.row.id);
+      const host = hostOf(job.row.endpoint);
+      const left = (this.#inFlightByHost.get(host) ?? 1) - 1;
+      if (left > 0) this.#inFlightByHost.set(host, left);
+      else this.#inFlightByHost.delete(host);
       this.kick();
     }
   }

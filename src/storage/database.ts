@@ -73,8 +73,11 @@ async function openPostgres(databaseUrl: string, options: StorageOptions): Promi
     ...(options.schema ? { options: `-c search_path=${quoteIdent(options.schema)}` } : {}),
     types: { getTypeParser: typeParser },
   });
-  // An idle client losing its server connection must not crash the process; the pool replaces it.
+  // A client losing its server connection must not crash the process. Idle: the pool replaces it.
+  // Checked out: its queries fail (503 for a request) and it is discarded on release; without a
+  // listener of its own, the 'error' it also emits would be an uncaught exception.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const storage: Storage = {
     kind: 'postgres',

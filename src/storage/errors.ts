@@ -16,7 +16,9 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error; current instanceof Error; current = current.cause) {
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string' && (unavailableCodes.has(code) || code.startsWith('08'))) return true;
-    if (/Connection terminated|connection timeout|Client has encountered a connection error/i.test(current.message)) return true;
+    // pg and pg-pool say so in words: a lost connection, or no pooled connection free in time
+    // (the pool exhausted under load: try again shortly, as for an outage).
+    if (/Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(current.message)) return true;
   }
   return false;
 }

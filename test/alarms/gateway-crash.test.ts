@@ -21,6 +21,7 @@ import { EslClient } from '../../src/telephony/freeswitch/esl-client.js';
 import { createTestDatabase, onPostgres, testDatabaseUrl, type TestDatabase } from '../support/database.js';
 import { startEslPeer, type CallScript, type EslPeer, type OriginateRequest } from '../support/esl-peer.js';
 import { startGateway, type GatewayProcess } from '../support/gateway-process.js';
+import { mapLimit, until } from '../support/waiting.js';
 
 const ADMIN_KEY = 'crash-test-admin-key-0123456789abcdef';
 const FIRST = '+79161110001';
@@ -177,31 +178,6 @@ async function logTypes(gateway: GatewayProcess, correlationId: string): Promise
 const countOf = (types: string[], type: string) => types.filter((t) => t === type).length;
 
 // ---- waiting -----------------------------------------------------------------------------------
-
-/** Polls `probe` until it returns something other than undefined/false; fails after `ms`. */
-async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, ms: number, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-/** Runs `work` over `items`, at most `limit` at a time. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]!, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
 
 // ---- the callee, acting on the switch ----------------------------------------------------------
 

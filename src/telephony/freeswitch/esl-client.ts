@@ -143,7 +143,8 @@ export class EslClient extends EventEmitter<EslClientEvents> {
       connectTimeoutMs: options.connectTimeoutMs ?? 5000,
       reconnect: {
         initialDelayMs: options.reconnect?.initialDelayMs ?? 500,
-        maxDelayMs: options.reconnect?.maxDelayMs ?? 10_000,
+        // Capped low: every second without the switch is a second an alarm cannot be called.
+        maxDelayMs: options.reconnect?.maxDelayMs ?? 3_000,
       },
     };
     for (const name of this.options.events) {
