@@ -121,7 +121,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const escalation = new AlarmEscalation(db, clock);
   const instanceId = options.instanceId ?? 'gateway';
   const metrics = new GatewayMetrics(
-    { version, instance: instanceId, database: storage.kind, telephony: telephony.name },
+    { version, instance_id: instanceId, database: storage.kind, telephony: telephony.name },
     { db, clock, poolUsage: () => storage.poolUsage(), telephony, onCollectError: (error) => app.log.warn({ err: error }, 'metrics: the database could not be read') },
   );
   telephony.onReconnect(() => metrics.telephonyReconnects.inc());

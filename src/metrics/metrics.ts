@@ -34,7 +34,8 @@ export interface MetricSources {
 
 export interface GatewayInfo {
   version: string;
-  instance: string;
+  /** INSTANCE_ID (not `instance`: Prometheus gives that label to the scrape target). */
+  instance_id: string;
   database: string;
   telephony: string;
 }
@@ -124,8 +125,8 @@ export class GatewayMetrics {
     collectDefaultMetrics({ register: this.registry });
     new Gauge({
       name: 'tig_info',
-      help: 'Always 1; the labels say which version, instance, database and telephony this is.',
-      labelNames: ['version', 'instance', 'database', 'telephony'] as const,
+      help: 'Always 1; the labels say which version, instance (INSTANCE_ID), database and telephony this is.',
+      labelNames: ['version', 'instance_id', 'database', 'telephony'] as const,
       registers: [this.registry],
     }).set({ ...info }, 1);
 

@@ -237,7 +237,7 @@ describe('GET /metrics after a scripted run', () => {
     const max = sample(samples, 'tig_db_pool_connections', { state: 'max' });
     expect(max).toBe(t.database.storage.kind === 'pglite' ? 1 : 5);
     expect(sample(samples, 'tig_db_pool_waiting')).toBeGreaterThanOrEqual(0);
-    expect([...samples.keys()].some((key) => key.startsWith('tig_info{') && key.includes('instance=metrics-test'))).toBe(true);
+    expect([...samples.keys()].some((key) => key.startsWith('tig_info{') && key.includes('instance_id=metrics-test'))).toBe(true);
     expect(sample(samples, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
     expect(sample(samples, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
   });
