@@ -20,6 +20,9 @@ import { installErrorHandling, sendProblem } from './http/error-handler.js';
 import { DOCS_PREFIX, installOpenApi } from './http/openapi.js';
 import { ProblemSchema } from './http/schemas.js';
 import { installValidation } from './http/validation.js';
+import { GatewayLogController, installRequestCorrelation } from './http/request-log.js';
+import { GatewayMetrics } from './metrics/metrics.js';
+import { metricsRoutes } from './metrics/metrics-routes.js';
 import { Rule } from './rules/rules-schemas.js';
 import { rulesRoutes } from './rules/rules-routes.js';
 import { RulesService } from './rules/rules-service.js';
@@ -72,6 +75,7 @@ declare module 'fastify' {
       incomingCalls: IncomingCallsService;
       notifier: NotificationDispatcher;
       switchFeed: SwitchCallFeed | undefined;
+      metrics: GatewayMetrics;
     };
   }
 }
@@ -94,6 +98,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
     },
     ajv: { customOptions: { removeAdditional: false } },
+    // Request lines carry the route and the correlation id (src/http/request-log.ts).
+    logController: new GatewayLogController(),
     return503OnClosing: true,
     // Errors the router raises before any handler (a malformed %-escape, an overlong parameter)
     // get the same problem+json answer as every other error.
@@ -114,14 +120,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const telephony = options.telephony ?? new MockTelephony({ clock });
   const escalation = new AlarmEscalation(db, clock);
   const instanceId = options.instanceId ?? 'gateway';
+  const metrics = new GatewayMetrics(
+    { version, instance_id: instanceId, database: storage.kind, telephony: telephony.name },
+    { db, clock, poolUsage: () => storage.poolUsage(), telephony, onCollectError: (error) => app.log.warn({ err: error }, 'metrics: the database could not be read') },
+  );
+  telephony.onReconnect(() => metrics.telephonyReconnects.inc());
   const liveness = { staleAfterMs: config.INSTANCE_STALE_AFTER_S * 1000, heartbeatIntervalMs: (config.INSTANCE_STALE_AFTER_S * 1000) / 4 };
-  const dispatcher = new CallDispatcher({ db, telephony, escalation, clock, instanceId, logger: app.log }, { ...liveness, ...options.dispatcher });
+  const dispatcher = new CallDispatcher({ db, telephony, escalation, clock, instanceId, logger: app.log, metrics }, { ...liveness, ...options.dispatcher });
   const afterCommit = dispatcher.afterCommit.bind(dispatcher);
-  const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock) }, escalation, clock, afterCommit });
+  const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock) }, escalation, clock, afterCommit, metrics });
   const alarms = new AlarmsService({ db, escalation, clock, afterCommit });
   const mqtt = new MqttPublisher({ policy });
   const notifier = new NotificationDispatcher(
-    { db, clock, instanceId, logger: app.log, policy, mqtt },
+    { db, clock, instanceId, logger: app.log, policy, mqtt, metrics },
     { concurrency: config.NOTIFICATION_CONCURRENCY, perHostConcurrency: config.NOTIFICATION_CONCURRENCY_PER_HOST, timeoutMs: config.NOTIFICATION_TIMEOUT_MS, staleAfterMs: liveness.staleAfterMs, ...options.notifier },
   );
   const incomingCalls = new IncomingCallsService({
@@ -130,11 +141,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     defaultCountry: config.DEFAULT_COUNTRY,
     notificationTtlS: config.NOTIFICATION_TTL_S,
     notificationsQueued: () => notifier.kick(),
+    logger: app.log,
+    metrics,
   });
   const switchFeed =
     isInboundCallSource(telephony) && config.FREESWITCH_ANNOUNCE_INBOUND ? new SwitchCallFeed(incomingCalls, app.log) : undefined;
   if (switchFeed && isInboundCallSource(telephony)) telephony.onInboundCall((report) => switchFeed.accept(report));
-  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed });
+  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, metrics });
   const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
   if (signatures) keepRawJsonBodies(app);
   // The switch and the dispatcher run while the app does.
@@ -158,6 +171,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
   });
+  installRequestCorrelation(app);
+  // Every answer is timed by its route pattern (never the raw URL: ids would explode the labels).
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpRequestDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
   installValidation(app);
   installErrorHandling(app);
   installAuthentication(app, { apiKeys, db, publicPrefixes: [DOCS_PREFIX] });
@@ -173,6 +194,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     { name: 'telephony', check: async () => telephony.status() },
   ];
   await app.register(healthRoutes, { checks: readiness });
+  await app.register(metricsRoutes, { metrics, token: config.METRICS_TOKEN });
   app.get('/', { config: { public: true }, schema: { hide: true } }, async () => ({
     name: 'TAS IoT Gateway',
     version,
@@ -187,7 +209,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await api.register(apiKeysRoutes, { apiKeys });
       await api.register(devicesRoutes, { devices });
       await api.register(rulesRoutes, { rules });
-      await api.register(deviceEventsRoutes, { deviceEvents, db, signatures });
+      await api.register(deviceEventsRoutes, { deviceEvents, db, signatures, metrics });
       await api.register(alarmsRoutes, { alarms, devices });
       await api.register(incomingCallsRoutes, { incomingCalls });
       await api.register(eventLogRoutes, { db, devices });

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
-import { appendEvent, appendEvents, type EventLogEntry } from '../event-log/event-log.js';
+import { appendEvents, type EventLogEntry } from '../event-log/event-log.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { CallProgress } from '../telephony/telephony.js';
 import * as repository from './alarms-repository.js';
@@ -22,6 +22,18 @@ export interface EscalationEffects {
   hangups: string[];
   /** Whether new calls were queued (the dispatcher should look for due calls). */
   queued: boolean;
+  /** The event-log rows written, in order: logged to the process log and counted once committed. */
+  logged: EventLogEntry[];
+}
+
+export function noEffects(): EscalationEffects {
+  return { hangups: [], queued: false, logged: [] };
+}
+
+/** Writes event-log rows in the caller's transaction and keeps them for the after-commit report. */
+export async function record(trx: DbOrTrx, effects: EscalationEffects, ...entries: EventLogEntry[]): Promise<void> {
+  await appendEvents(trx, entries);
+  effects.logged.push(...entries);
 }
 
 export class AlarmEscalation {
@@ -31,14 +43,15 @@ export class AlarmEscalation {
   ) {}
 
   /** Queues the first call of a new alarm (in the caller's transaction). */
-  async queueFirstCall(trx: DbOrTrx, alarm: AlarmRow): Promise<CallRow> {
-    return this.queueCall(trx, alarm, { position: 0, attempt: 1, delayS: 0, redialOf: null });
+  async queueFirstCall(trx: DbOrTrx, alarm: AlarmRow, effects: EscalationEffects): Promise<CallRow> {
+    return this.queueCall(trx, alarm, { position: 0, attempt: 1, delayS: 0, redialOf: null }, effects);
   }
 
   private async queueCall(
     trx: DbOrTrx,
     alarm: AlarmRow,
     step: { position: number; attempt: number; delayS: number; redialOf: string | null },
+    effects: EscalationEffects,
   ): Promise<CallRow> {
     const action = alarm.action as unknown as CallAction;
     const now = this.clock.now();
@@ -54,7 +67,7 @@ export class AlarmEscalation {
       correlation_id: alarm.correlation_id,
       redial_of: step.redialOf,
     });
-    await appendEvent(trx, {
+    await record(trx, effects, {
       type: 'call.queued',
       status: 'info',
       deviceId: alarm.device_id,
@@ -75,11 +88,11 @@ export class AlarmEscalation {
 
   /** Applies one report from the switch. Returns what must happen after the commit. */
   async recordProgress(progress: CallProgress): Promise<EscalationEffects> {
-    const effects: EscalationEffects = { hangups: [], queued: false };
+    const effects = noEffects();
     await this.db.transaction().execute(async (trx) => {
       if (progress.kind === 'ringing' || progress.kind === 'answered') {
         const call = await repository.advanceCall(trx, progress.callId, progress.kind, progress.at);
-        if (call) await this.logCall(trx, call, `call.${progress.kind}`, 'info');
+        if (call) await this.logCall(trx, call, `call.${progress.kind}`, 'info', effects);
         return;
       }
       if (progress.kind === 'acknowledged') {
@@ -87,7 +100,7 @@ export class AlarmEscalation {
         if (!call) return;
         const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
         if (!alarm) return;
-        await appendEvent(trx, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
+        await record(trx, effects, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
         // Confirmed: the alarm is resolved now, not when the callee hangs up.
         if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
         return;
@@ -103,7 +116,7 @@ export class AlarmEscalation {
    * (`outcomeUnknown`), or it ran past its deadline.
    */
   async finishUnobserved(callId: string, reason: 'OUTCOME_UNKNOWN' | 'DEADLINE_EXCEEDED'): Promise<EscalationEffects> {
-    const effects: EscalationEffects = { hangups: [], queued: false };
+    const effects = noEffects();
     await this.db.transaction().execute(async (trx) => {
       const call = await trx.selectFrom('calls').select('acknowledged').where('id', '=', callId).forUpdate().executeTakeFirst();
       if (call?.acknowledged) {
@@ -130,8 +143,9 @@ export class AlarmEscalation {
     const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
     if (!alarm) return;
     const type = call.status === 'completed' ? 'call.completed' : call.status === 'canceled' ? 'call.canceled' : 'call.failed';
-    await appendEvent(
+    await record(
       trx,
+      effects,
       callEntry(alarm, call, type, call.status === 'completed' ? 'ok' : call.status === 'canceled' ? 'info' : 'failed', {
         status: call.status,
         cause: call.hangup_cause,
@@ -151,7 +165,7 @@ export class AlarmEscalation {
         await this.endAlarm(trx, alarm, 'exhausted', 'every number was tried without a confirmation', effects);
         return;
       case 'call':
-        await this.queueCall(trx, alarm, { position: step.position, attempt: step.attempt, delayS: step.delayS, redialOf: step.redial ? call.id : null });
+        await this.queueCall(trx, alarm, { position: step.position, attempt: step.attempt, delayS: step.delayS, redialOf: step.redial ? call.id : null }, effects);
         effects.queued = true;
         return;
       case 'none':
@@ -182,14 +196,14 @@ export class AlarmEscalation {
       correlationId: alarm.correlation_id,
       details: { alarm_id: alarm.id, rule_id: alarm.rule_id, reason },
     });
-    await appendEvents(trx, entries);
+    await record(trx, effects, ...entries);
     return true;
   }
 
-  private async logCall(trx: DbOrTrx, call: CallRow, type: string, status: EventLogEntry['status']): Promise<void> {
+  private async logCall(trx: DbOrTrx, call: CallRow, type: string, status: EventLogEntry['status'], effects: EscalationEffects): Promise<void> {
     const alarm = await repository.findAlarm(trx, call.alarm_id);
     if (!alarm) return;
-    await appendEvent(trx, callEntry(alarm, call, type, status, {}));
+    await record(trx, effects, callEntry(alarm, call, type, status, {}));
   }
 }
 

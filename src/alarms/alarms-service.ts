@@ -3,7 +3,7 @@ import type { Trace } from '../event-log/event-log.js';
 import { decodeCursor, toPage } from '../http/pagination.js';
 import { ApiProblem } from '../http/problems.js';
 import type { Db } from '../storage/database.js';
-import type { AlarmEscalation, EscalationEffects } from './alarm-escalation.js';
+import { noEffects, type AlarmEscalation, type EscalationEffects } from './alarm-escalation.js';
 import * as repository from './alarms-repository.js';
 import type { AlarmRow, CallRow } from './alarms-repository.js';
 import type { CallStatus } from './escalation.js';
@@ -89,7 +89,7 @@ export class AlarmsService {
   }
 
   async cancel(id: string, trace: Trace) {
-    const effects: EscalationEffects = { hangups: [], queued: false };
+    const effects = noEffects();
     await this.deps.db.transaction().execute(async (trx) => {
       const alarm = await repository.findAlarm(trx, id, { forUpdate: true });
       if (!alarm) throw new ApiProblem('alarm_not_found', `No alarm has id ${id}.`);

@@ -16,7 +16,8 @@
 import { sql } from 'kysely';
 import type { Clock } from '../clock/clock.js';
 import { SingleFlight } from '../jobs/single-flight.js';
-import { appendEvents } from '../event-log/event-log.js';
+import { appendEvents, logSteps, type EventLogEntry } from '../event-log/event-log.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { Db } from '../storage/database.js';
 import { isDatabaseUnavailable } from '../storage/errors.js';
 import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type CallRequest, type Telephony } from '../telephony/telephony.js';
@@ -73,6 +74,7 @@ export class CallDispatcher {
       clock: Clock;
       instanceId: string;
       logger: DispatcherLogger;
+      metrics: GatewayMetrics;
     },
     options: Partial<DispatcherOptions> = {},
   ) {
@@ -160,9 +162,9 @@ export class CallDispatcher {
 
   async #claim(): Promise<{ call: CallRow; action: CallAction }[]> {
     const now = this.deps.clock.now();
-    return this.deps.db.transaction().execute(async (trx) => {
+    const { claimed, logged } = await this.deps.db.transaction().execute(async (trx) => {
       const calls = await repository.claimDueCalls(trx, this.deps.instanceId, now, this.#options.batchSize);
-      if (calls.length === 0) return [];
+      if (calls.length === 0) return { claimed: [], logged: [] };
       const alarms = await trx.selectFrom('alarms').selectAll().where('id', 'in', [...new Set(calls.map((call) => call.alarm_id))]).execute();
       const byId = new Map(alarms.map((alarm) => [alarm.id, alarm]));
       const result = calls.map((call) => ({ call, alarm: byId.get(call.alarm_id)!, action: byId.get(call.alarm_id)!.action as unknown as CallAction }));
@@ -173,19 +175,22 @@ export class CallDispatcher {
         })
         .where('id', 'in', calls.map((call) => call.id))
         .execute();
-      await appendEvents(
-        trx,
-        result.map(({ call, alarm }) => ({
+      const logged = result.map(
+        ({ call, alarm }): EventLogEntry => ({
           type: 'call.dialing',
-          status: 'info' as const,
+          status: 'info',
           deviceId: alarm.device_id,
           msisdn: alarm.msisdn,
           correlationId: alarm.correlation_id,
           details: { alarm_id: alarm.id, call_id: call.id, to: call.to_number, position: call.position, attempt: call.attempt, instance: this.deps.instanceId },
-        })),
+        }),
       );
-      return result.map(({ call, action }) => ({ call, action }));
+      await appendEvents(trx, logged);
+      return { claimed: result.map(({ call, action }) => ({ call, action })), logged };
     });
+    logSteps(this.deps.logger, logged);
+    if (claimed.length > 0) this.deps.metrics.callsDialed.inc(claimed.length);
+    return claimed;
   }
 
   #requestOf(call: CallRow, action: CallAction): CallRequest {
@@ -332,12 +337,26 @@ export class CallDispatcher {
     await this.#afterCommit(await this.deps.escalation.finishUnobserved(call.id, reason));
   }
 
-  /** After a transaction that ended alarms or queued calls commits: hang up, and look for due calls. */
+  /**
+   * After an escalation transaction commits: its steps go to the process log and the metrics, calls
+   * of ended alarms are hung up, and new calls looked for.
+   */
   afterCommit(effects: EscalationEffects): void {
-    if (effects.hangups.length > 0 || effects.queued) this.#track(this.#afterCommit(effects));
+    this.#report(effects);
+    if (effects.hangups.length > 0 || effects.queued) this.#track(this.#hangUpAndKick(effects));
   }
 
   async #afterCommit(effects: EscalationEffects): Promise<void> {
+    this.#report(effects);
+    await this.#hangUpAndKick(effects);
+  }
+
+  #report(effects: EscalationEffects): void {
+    logSteps(this.deps.logger, effects.logged);
+    this.deps.metrics.escalationSteps(effects.logged);
+  }
+
+  async #hangUpAndKick(effects: EscalationEffects): Promise<void> {
     await Promise.all(
       effects.hangups.map((callId) =>
         this.deps.telephony.hangup(callId).catch((error: unknown) => this.deps.logger.warn({ err: error, call_id: callId }, 'hangup failed')),

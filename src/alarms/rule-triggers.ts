@@ -5,11 +5,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
-import { appendEvent, type Trace } from '../event-log/event-log.js';
+import type { Trace } from '../event-log/event-log.js';
 import type { RuleAction, RuleActionType } from '../rules/rule-actions.js';
 import type { DbOrTrx } from '../storage/database.js';
 import type { DeviceRow, RuleRow } from '../storage/schema.js';
-import type { AlarmEscalation } from './alarm-escalation.js';
+import { record, type AlarmEscalation, type EscalationEffects } from './alarm-escalation.js';
 import * as repository from './alarms-repository.js';
 
 export interface TriggerContext {
@@ -17,6 +17,8 @@ export interface TriggerContext {
   device: DeviceRow;
   event: { eventId: string; eventType: string };
   trace: Trace;
+  /** What the caller does once its transaction commits; the trigger adds to it. */
+  effects: EscalationEffects;
 }
 
 export type TriggerOutcome =
@@ -30,7 +32,7 @@ export interface RuleTrigger {
 /** The `call` action: an alarm with its own id, and its first call queued in the same transaction. */
 export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrigger {
   return {
-    async trigger(trx, { rule, device, event, trace }) {
+    async trigger(trx, { rule, device, event, trace, effects }) {
       const now = clock.now();
       const active = await repository.findActiveAlarm(trx, rule.id, device.device_id);
       if (active) return { outcome: 'suppressed', reason: 'active_alarm', alarmId: active.id };
@@ -50,7 +52,7 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
       });
       // Another event (on another instance) started one a moment ago.
       if (!alarm) return { outcome: 'suppressed', reason: 'active_alarm' };
-      await appendEvent(trx, {
+      await record(trx, effects, {
         type: 'alarm.started',
         status: 'ok',
         deviceId: device.device_id,
@@ -59,7 +61,7 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
         requestId: trace.requestId,
         details: { alarm_id: alarm.id, rule_id: rule.id, event_id: event.eventId, to: (rule.action as unknown as RuleAction).to },
       });
-      await escalation.queueFirstCall(trx, alarm);
+      await escalation.queueFirstCall(trx, alarm, effects);
       return { outcome: 'started', alarmId: alarm.id };
     },
   };

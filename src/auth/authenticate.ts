@@ -16,6 +16,11 @@ declare module 'fastify' {
     allow?: readonly Role[];
     /** Served without a key (health, docs). */
     public?: boolean;
+    /**
+     * A credential of the route's own, accepted instead of an API key of an allowed role (the
+     * metrics scrape token). Must compare in constant time.
+     */
+    acceptCredential?: (request: FastifyRequest) => boolean;
   }
   interface FastifyRequest {
     principal: Principal | null;
@@ -50,6 +55,7 @@ export function installAuthentication(
   app.addHook('onRequest', async (request, reply) => {
     const config = request.routeOptions.config;
     if (config.public || !config.allow) return; // public, or the not-found handler
+    if (config.acceptCredential?.(request)) return;
     const key = presentedKey(request);
     const principal = key ? await deps.apiKeys.authenticate(key) : null;
     if (!principal) {

@@ -62,6 +62,14 @@ export const ConfigSchema = Type.Object({
       description: 'Standard Webhooks secret (`whsec_...`) shared with the smart-home system: when set, device events must carry valid `webhook-id`, `webhook-timestamp` and `webhook-signature` headers (besides the API key).',
     }),
   ),
+  METRICS_TOKEN: Type.Optional(
+    Type.String({
+      minLength: 24,
+      maxLength: 200,
+      pattern: '^[\\x21-\\x7e]+$',
+      description: 'A token (at least 24 characters) a Prometheus scraper may send as `Authorization: Bearer <token>` to read `GET /metrics`. Unset: `/metrics` needs an admin API key.',
+    }),
+  ),
   INSTANCE_ID: Type.Optional(
     Type.String({
       pattern: '^[A-Za-z0-9._:-]{1,100}$',
@@ -105,7 +113,7 @@ export const ConfigSchema = Type.Object({
 
 export type Config = Static<typeof ConfigSchema>;
 
-const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL', 'FREESWITCH_ESL_PASSWORD', 'WEBHOOK_SIGNING_SECRET']);
+const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL', 'FREESWITCH_ESL_PASSWORD', 'WEBHOOK_SIGNING_SECRET', 'METRICS_TOKEN']);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -5,7 +5,9 @@ import { DeviceId } from '../devices/devices-schemas.js';
 import { deviceEventTypes } from '../devices/device-types.js';
 import { problems, StringEnum } from '../http/schemas.js';
 import { traceOf } from '../http/trace.js';
-import { appendEvent } from '../event-log/event-log.js';
+import { appendEvent, logSteps, type EventLogEntry } from '../event-log/event-log.js';
+import { correlate } from '../http/request-log.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
 import { sendProblem } from '../http/error-handler.js';
 import type { Db } from '../storage/database.js';
 import type { DeviceEventsService } from './device-events-service.js';
@@ -37,9 +39,9 @@ const Accepted = Type.Object({
   canceled_alarm_ids: Type.Array(Type.String({ format: 'uuid' }), { description: 'Alarms this event ended (e.g. smoke_cleared).' }),
 });
 
-export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: DeviceEventsService; db: Db; signatures?: Webhook | undefined }> = async (
+export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: DeviceEventsService; db: Db; signatures?: Webhook | undefined; metrics: GatewayMetrics }> = async (
   app,
-  { deviceEvents, db, signatures },
+  { deviceEvents, db, signatures, metrics },
 ) => {
   app.post('/webhooks/events', {
     config: { allow: ['webhook', 'admin'] },
@@ -48,13 +50,16 @@ export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: Devic
           preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
             const check = verifySignature(signatures, request);
             if (check.ok) return;
-            await appendEvent(db, {
+            const entry: EventLogEntry = {
               type: 'event.rejected',
               status: 'rejected',
               correlationId: request.id,
               requestId: request.id,
               details: { reason: 'invalid signature', detail: check.reason, ip: request.ip },
-            });
+            };
+            await appendEvent(db, entry);
+            logSteps(request.log, [entry]);
+            metrics.deviceEvent((request.body as { event_type: string }).event_type, 'rejected');
             return sendProblem(request, reply, 'invalid_signature', `Webhook signature check failed: ${check.reason}.`);
           },
         }
@@ -67,6 +72,10 @@ export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: Devic
       body: DeviceEventBody,
       response: { 202: Accepted, ...problems(401, 403, 404, 413, 415, 422) },
     },
-    handler: async (request, reply) => reply.code(202).send(await deviceEvents.receive(request.body, traceOf(request))),
+    handler: async (request, reply) => {
+      const { correlationId, ...outcome } = await deviceEvents.receive(request.body, traceOf(request));
+      correlate(request, correlationId);
+      return reply.code(202).send(outcome);
+    },
   });
 };

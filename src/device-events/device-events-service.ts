@@ -3,13 +3,14 @@
  * starts what they say, all in one transaction, before it answers. The same event_id again is a
  * duplicate: nothing new starts and the first outcome is returned.
  */
-import type { AlarmEscalation, EscalationEffects } from '../alarms/alarm-escalation.js';
+import { noEffects, record, type AlarmEscalation, type EscalationEffects } from '../alarms/alarm-escalation.js';
 import * as alarms from '../alarms/alarms-repository.js';
 import type { RuleTriggers, TriggerOutcome } from '../alarms/rule-triggers.js';
 import type { Clock } from '../clock/clock.js';
 import { deviceTypes, type DeviceType, type DeviceTypeSpec } from '../devices/device-types.js';
 import { findDevice } from '../devices/devices-repository.js';
-import { appendEvent, appendEvents, type EventLogEntry, type Trace } from '../event-log/event-log.js';
+import { appendEvent, type EventLogEntry, type Trace } from '../event-log/event-log.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
 import { ApiProblem, invalidField } from '../http/problems.js';
 import { parseTimestampParameter } from '../http/schemas.js';
 import type { RuleActionType } from '../rules/rule-actions.js';
@@ -41,30 +42,40 @@ export class DeviceEventsService {
       triggers: RuleTriggers;
       escalation: AlarmEscalation;
       clock: Clock;
-      /** Called after the commit: new calls may be due, calls of ended alarms hung up. */
+      /**
+       * Called after the commit: the steps written are logged and counted, new calls may be due,
+       * calls of ended alarms hung up.
+       */
       afterCommit: (effects: EscalationEffects) => void;
+      metrics: GatewayMetrics;
     },
   ) {}
 
-  async receive(input: DeviceEventInput, trace: Trace): Promise<IntakeResult> {
-    const { db } = this.deps;
+  /** The outcome, and the correlation id of the event's story (the original one for a duplicate). */
+  async receive(input: DeviceEventInput, trace: Trace): Promise<IntakeResult & { correlationId: string }> {
+    const { db, metrics } = this.deps;
     const device = await findDevice(db, input.device_id);
     if (!device) {
-      await appendEvent(db, {
+      const entry: EventLogEntry = {
         type: 'event.unknown_device',
         status: 'rejected',
         deviceId: input.device_id,
         correlationId: trace.correlationId,
         requestId: trace.requestId,
         details: { event_id: input.event_id, event_type: input.event_type },
-      });
+      };
+      await appendEvent(db, entry);
+      metrics.deviceEvent(input.event_type, 'unknown_device');
+      this.deps.afterCommit({ ...noEffects(), logged: [entry] });
       throw new ApiProblem('device_not_found', `No device has device_id ${input.device_id}; register it first.`);
     }
     const spec: DeviceTypeSpec | undefined = deviceTypes[device.type as DeviceType];
     if (!spec?.events.includes(input.event_type)) {
+      metrics.deviceEvent(input.event_type, 'rejected');
       throw invalidField('body.event_type', `a ${device.type} reports ${spec?.events.length ? spec.events.join(', ') : 'no events'}`);
     }
-    const effects: EscalationEffects = { hangups: [], queued: false };
+    const effects = noEffects();
+    let correlationId = trace.correlationId;
     const result = await db.transaction().execute(async (trx): Promise<IntakeResult> => {
       const inserted = await trx
         .insertInto('device_events')
@@ -82,7 +93,8 @@ export class DeviceEventsService {
         .executeTakeFirst();
       if (!inserted) {
         const original = await trx.selectFrom('device_events').selectAll().where('event_id', '=', input.event_id).executeTakeFirstOrThrow();
-        await appendEvent(trx, {
+        correlationId = original.correlation_id;
+        await record(trx, effects, {
           type: 'event.duplicate',
           status: 'duplicate',
           deviceId: original.device_id,
@@ -103,7 +115,7 @@ export class DeviceEventsService {
       const canceledAlarmIds: string[] = [];
       const clearedTypes = spec.clears?.[input.event_type] ?? [];
       for (const alarm of await alarms.activeAlarmsOfDevice(trx, device.device_id, clearedTypes)) {
-        await appendEvents(trx, entries.splice(0));
+        await record(trx, effects, ...entries.splice(0));
         if (await this.deps.escalation.endAlarm(trx, alarm, 'canceled', `${input.event_type} reported by ${device.device_id}`, effects)) {
           canceledAlarmIds.push(alarm.id);
         }
@@ -117,9 +129,9 @@ export class DeviceEventsService {
         outcome.matched_rules = rules.length;
         for (const rule of rules) {
           log('rule.matched', 'ok', { event_id: input.event_id, rule_id: rule.id, rule_name: rule.name });
-          await appendEvents(trx, entries.splice(0));
+          await record(trx, effects, ...entries.splice(0));
           const trigger = this.deps.triggers[(rule.action as { type: RuleActionType }).type];
-          const triggered: TriggerOutcome = await trigger.trigger(trx, { rule, device, event: { eventId: input.event_id, eventType: input.event_type }, trace });
+          const triggered: TriggerOutcome = await trigger.trigger(trx, { rule, device, event: { eventId: input.event_id, eventType: input.event_type }, trace, effects });
           if (triggered.outcome === 'started') {
             outcome.alarm_ids.push(triggered.alarmId);
             effects.queued = true;
@@ -130,7 +142,7 @@ export class DeviceEventsService {
         }
         if (rules.length === 0) log('event.no_rules', 'info', { event_id: input.event_id });
       }
-      await appendEvents(trx, entries);
+      await record(trx, effects, ...entries);
       await trx
         .updateTable('device_events')
         .set({ matched_rules: outcome.matched_rules, outcome: JSON.stringify(outcome) })
@@ -138,7 +150,8 @@ export class DeviceEventsService {
         .execute();
       return { ...outcome, status: 'accepted' };
     });
+    metrics.deviceEvent(input.event_type, result.status);
     this.deps.afterCommit(effects);
-    return result;
+    return { ...result, correlationId };
   }
 }

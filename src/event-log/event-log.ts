@@ -61,3 +61,29 @@ export interface Trace {
   /** Who asked: an API key's name and id, never the key. */
   actor?: string;
 }
+
+export interface StepLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+/**
+ * Writes event-log rows to the process log as well, once their transaction has committed: one JSON
+ * line per domain step, carrying its correlation id (and request id), so that one `grep` on a
+ * correlation id shows the whole story in the process log, as `?correlation_id=` does in the
+ * event log. Failed and rejected steps are warnings.
+ */
+export function logSteps(logger: StepLogger, entries: readonly EventLogEntry[]): void {
+  for (const entry of entries) {
+    const line = {
+      correlationId: entry.correlationId ?? null,
+      ...(entry.requestId ? { requestId: entry.requestId } : {}),
+      step: entry.type,
+      status: entry.status,
+      ...(entry.deviceId ? { deviceId: entry.deviceId } : {}),
+      details: withoutSecrets(entry.details ?? {}),
+    };
+    if (entry.status === 'failed' || entry.status === 'rejected') logger.warn(line, entry.type);
+    else logger.info(line, entry.type);
+  }
+}

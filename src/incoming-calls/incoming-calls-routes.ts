@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { Page, PageQuery } from '../http/pagination.js';
 import { Nullable, parseTimestampParameter, PhoneNumberInput, problems, StringEnum, Timestamp } from '../http/schemas.js';
+import { correlate } from '../http/request-log.js';
 import { traceOf } from '../http/trace.js';
 import { callStates, notificationStatuses, type IncomingCallsService } from './incoming-calls-service.js';
 
@@ -70,7 +71,11 @@ export const incomingCallsRoutes: FastifyPluginAsyncTypebox<{ incomingCalls: Inc
       body: ReportBody,
       response: { 202: Reported, ...problems(401, 403, 409, 413, 415, 422) },
     },
-    handler: async (request, reply) => reply.code(202).send(await incomingCalls.report(request.body, traceOf(request))),
+    handler: async (request, reply) => {
+      const { correlationId, ...outcome } = await incomingCalls.report(request.body, traceOf(request));
+      correlate(request, correlationId);
+      return reply.code(202).send(outcome);
+    },
   });
 
   app.get('/incoming-calls', {

@@ -10,7 +10,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
-import { appendEvent, type Trace } from '../event-log/event-log.js';
+import { appendEvents, logSteps, type EventLogEntry, type StepLogger, type Trace } from '../event-log/event-log.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
 import { decodeCursor, toPage } from '../http/pagination.js';
 import { ApiProblem } from '../http/problems.js';
 import { normalizeMsisdn } from '../phone-numbers/msisdn.js';
@@ -81,8 +82,16 @@ export class IncomingCallsService {
       notificationTtlS: number;
       /** Called after the commit when notifications were written (the first attempt starts at once). */
       notificationsQueued: () => void;
+      logger: StepLogger;
+      metrics: GatewayMetrics;
     },
   ) {}
+
+  /** Writes event-log rows in the report's transaction; they are logged once it commits. */
+  private async record(trx: DbOrTrx, logged: EventLogEntry[], entry: EventLogEntry): Promise<void> {
+    await appendEvents(trx, [entry]);
+    logged.push(entry);
+  }
 
   msisdnOf(field: string, text: string): string {
     const result = normalizeMsisdn(text, this.deps.defaultCountry);
@@ -96,10 +105,14 @@ export class IncomingCallsService {
     return result.ok ? result.e164 : text.trim();
   }
 
-  async report(input: IncomingCallReport, trace: Trace, source: 'api' | 'freeswitch' = 'api'): Promise<IncomingCallResult> {
+  /** The outcome, and the correlation id of the call's story (its first report's). */
+  async report(input: IncomingCallReport, trace: Trace, source: 'api' | 'freeswitch' = 'api'): Promise<IncomingCallResult & { correlationId: string }> {
     const callee = this.msisdnOf('body.callee', input.callee);
     const state = input.state ?? 'ringing';
     let queued = 0;
+    let correlationId = trace.correlationId;
+    let recorded: CallState | undefined;
+    const logged: EventLogEntry[] = [];
     const result = await this.deps.db.transaction().execute(async (trx): Promise<IncomingCallResult> => {
       const now = this.deps.clock.now();
       let call = await repository.findIncomingCall(trx, input.call_id, { forUpdate: true });
@@ -118,13 +131,15 @@ export class IncomingCallsService {
           ended_at: state === 'ended' ? now : null,
         });
         if (call) {
-          queued = state === 'ringing' ? await this.announceRinging(trx, call, now, trace) : 0;
-          if (state !== 'ringing') await this.logState(trx, call, state, 0, trace, { first_heard: state });
+          recorded = state;
+          queued = state === 'ringing' ? await this.announceRinging(trx, call, now, trace, logged) : 0;
+          if (state !== 'ringing') await this.logState(trx, call, state, 0, trace, { first_heard: state }, logged);
           return { call_id: call.call_id, state, notified_devices: queued };
         }
         // Another request recorded the call a moment ago: treat this one as a repeat.
         call = (await repository.findIncomingCall(trx, input.call_id, { forUpdate: true }))!;
       }
+      correlationId = call.correlation_id;
       if (call.callee !== callee) {
         throw new ApiProblem('incoming_call_conflict', `Call ${input.call_id} was reported to ${call.callee}, not ${callee}.`);
       }
@@ -135,17 +150,20 @@ export class IncomingCallsService {
         return { call_id: call.call_id, state: current, notified_devices: existing.filter((n) => n.type === `incoming_call.${state}`).length };
       }
       await repository.setIncomingCallState(trx, call.call_id, state as 'answered' | 'ended', now);
-      queued = await this.followUp(trx, call, state as 'answered' | 'ended', now, trace);
+      recorded = state;
+      queued = await this.followUp(trx, call, state as 'answered' | 'ended', now, trace, logged);
       return { call_id: call.call_id, state, notified_devices: queued };
     });
+    logSteps(this.deps.logger, logged);
+    if (recorded) this.deps.metrics.incomingCalls.inc({ state: recorded, source });
     if (queued > 0) this.deps.notificationsQueued();
-    return result;
+    return { ...result, correlationId };
   }
 
-  private async announceRinging(trx: DbOrTrx, call: IncomingCallRow, now: Date, trace: Trace): Promise<number> {
+  private async announceRinging(trx: DbOrTrx, call: IncomingCallRow, now: Date, trace: Trace, logged: EventLogEntry[]): Promise<number> {
     const devices = await repository.announcingDevices(trx, call.callee);
     if (devices.length === 0) {
-      await appendEvent(trx, {
+      await this.record(trx, logged, {
         type: 'incoming_call.no_devices',
         status: 'info',
         msisdn: call.callee,
@@ -156,7 +174,7 @@ export class IncomingCallsService {
       return 0;
     }
     const count = await repository.insertNotifications(trx, devices.map((device) => this.notification(call, device.device_id, device.endpoint!, 'ringing', now)));
-    await appendEvent(trx, {
+    await this.record(trx, logged, {
       type: 'incoming_call.received',
       status: 'ok',
       msisdn: call.callee,
@@ -167,18 +185,26 @@ export class IncomingCallsService {
     return count;
   }
 
-  private async followUp(trx: DbOrTrx, call: IncomingCallRow, state: 'answered' | 'ended', now: Date, trace: Trace): Promise<number> {
+  private async followUp(trx: DbOrTrx, call: IncomingCallRow, state: 'answered' | 'ended', now: Date, trace: Trace, logged: EventLogEntry[]): Promise<number> {
     const superseded = await repository.supersedePendingRinging(trx, call.call_id);
     const ringing = (await repository.notificationsOfCall(trx, call.call_id)).filter(
       (notification) => notification.type === 'incoming_call.ringing' && (notification.status === 'delivering' || notification.status === 'delivered'),
     );
     const count = await repository.insertNotifications(trx, ringing.map((notification) => this.notification(call, notification.device_id, notification.endpoint, state, now)));
-    await this.logState(trx, call, state, count, trace, superseded.length > 0 ? { superseded_ringing: superseded } : {});
+    await this.logState(trx, call, state, count, trace, superseded.length > 0 ? { superseded_ringing: superseded } : {}, logged);
     return count;
   }
 
-  private async logState(trx: DbOrTrx, call: IncomingCallRow, state: CallState, notified: number, trace: Trace, extra: Record<string, unknown>): Promise<void> {
-    await appendEvent(trx, {
+  private async logState(
+    trx: DbOrTrx,
+    call: IncomingCallRow,
+    state: CallState,
+    notified: number,
+    trace: Trace,
+    extra: Record<string, unknown>,
+    logged: EventLogEntry[],
+  ): Promise<void> {
+    await this.record(trx, logged, {
       type: `incoming_call.${state === 'ringing' ? 'received' : state}`,
       status: 'ok',
       msisdn: call.callee,

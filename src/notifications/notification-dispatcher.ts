@@ -23,7 +23,8 @@
 import { sql, type Selectable, type Updateable } from 'kysely';
 import type { Clock } from '../clock/clock.js';
 import { parseEndpoint, redactEndpoint } from '../devices/endpoint.js';
-import { appendEvent, appendEvents, type EventLogEntry } from '../event-log/event-log.js';
+import { appendEvent, appendEvents, logSteps, type EventLogEntry } from '../event-log/event-log.js';
+import type { GatewayMetrics, NotificationOutcome, Transport } from '../metrics/metrics.js';
 import { SingleFlight } from '../jobs/single-flight.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { Notifications } from '../storage/schema.generated.js';
@@ -48,6 +49,8 @@ export interface NotificationDispatcherDeps {
   /** Sends one webhook (injectable for tests). */
   http?: typeof deliverHttp;
   mqtt: MqttPublisher;
+  /** Counts outcomes and delivery latency (optional: tests of the dispatcher alone). */
+  metrics?: GatewayMetrics | undefined;
 }
 
 export interface NotificationDispatcherOptions {
@@ -185,7 +188,7 @@ export class NotificationDispatcher {
   /** pending rows whose time is up become expired. */
   async #expireDue(now: Date): Promise<void> {
     for (;;) {
-      const count = await this.deps.db.transaction().execute(async (trx) => {
+      const expired = await this.deps.db.transaction().execute(async (trx) => {
         const rows = await trx
           .updateTable('notifications')
           .set({ status: 'expired', claimed_by: null })
@@ -202,12 +205,15 @@ export class NotificationDispatcher {
           )
           .returningAll()
           .execute();
-        if (rows.length === 0) return 0;
+        if (rows.length === 0) return { count: 0, rows, logged: [] };
         const callees = await this.#callees(trx, rows);
-        await appendEvents(trx, rows.map((row) => this.#expiredEntry(row, callees.get(row.call_id) ?? null, row.last_error)));
-        return rows.length;
+        const logged = rows.map((row) => this.#expiredEntry(row, callees.get(row.call_id) ?? null, row.last_error));
+        await appendEvents(trx, logged);
+        return { count: rows.length, rows, logged };
       });
-      if (count < BATCH) return;
+      logSteps(this.deps.logger, expired.logged);
+      for (const row of expired.rows) this.deps.metrics?.notification(transportOf(row.endpoint), 'expired');
+      if (expired.count < BATCH) return;
     }
   }
 
@@ -331,14 +337,19 @@ export class NotificationDispatcher {
     const { row, msisdn } = job;
     const now = this.deps.clock.now();
     const attempt = row.attempts;
-    const transport = parseEndpoint(row.endpoint).ok && row.endpoint.startsWith('mqtt') ? 'mqtt' : 'http';
+    const transport = transportOf(row.endpoint);
     const base = {
       deviceId: row.device_id,
       msisdn,
       correlationId: row.correlation_id,
     };
     const details = { notification_id: row.id, call_id: row.call_id, type: row.type, attempt, transport, endpoint: redactEndpoint(row.endpoint) };
-    await this.deps.db.transaction().execute(async (trx) => {
+    // The row written, and the outcome counted, once the transaction commits (none: the row was no longer ours).
+    const recorded = await this.deps.db.transaction().execute(async (trx): Promise<{ entry: EventLogEntry; outcome: NotificationOutcome; latencyMs?: number } | undefined> => {
+      const write = async (entry: EventLogEntry, outcome: NotificationOutcome, latencyMs?: number) => {
+        await appendEvent(trx, entry);
+        return { entry, outcome, ...(latencyMs === undefined ? {} : { latencyMs }) };
+      };
       switch (result.outcome) {
         case 'delivered': {
           const latency = Math.max(0, now.getTime() - row.created_at.getTime());
@@ -350,37 +361,41 @@ export class NotificationDispatcher {
             .where('status', 'in', ['delivering', 'pending'])
             .returning('id')
             .execute();
-          if (updated.length === 0) return;
-          await appendEvent(trx, {
-            type: 'notification.sent',
-            status: 'ok',
-            ...base,
-            details: { ...details, latency_ms: latency, ...(result.statusCode !== undefined ? { status_code: result.statusCode } : {}) },
-          });
-          return;
+          if (updated.length === 0) return undefined;
+          return write(
+            {
+              type: 'notification.sent',
+              status: 'ok',
+              ...base,
+              details: { ...details, latency_ms: latency, ...(result.statusCode !== undefined ? { status_code: result.statusCode } : {}) },
+            },
+            'delivered',
+            latency,
+          );
         }
         case 'retry': {
           const cap = Math.min(this.#options.retry.maxMs, this.#options.retry.baseMs * 2 ** Math.max(0, attempt - 1));
           const delay = Math.max(1, Math.round(this.#options.random() * cap));
           const next = new Date(now.getTime() + delay);
           if (next.getTime() >= row.expires_at.getTime()) {
-            if (!(await this.#releaseClaim(trx, row.id, { status: 'expired', claimed_by: null, last_error: result.reason }))) return;
-            await appendEvent(trx, this.#expiredEntry(row, msisdn, result.reason));
-            return;
+            if (!(await this.#releaseClaim(trx, row.id, { status: 'expired', claimed_by: null, last_error: result.reason }))) return undefined;
+            return write(this.#expiredEntry(row, msisdn, result.reason), 'expired');
           }
-          if (!(await this.#releaseClaim(trx, row.id, { status: 'pending', claimed_by: null, due_at: next, last_error: result.reason }))) return;
-          await appendEvent(trx, {
-            type: 'notification.failed',
-            status: 'failed',
-            ...base,
-            details: { ...details, reason: result.reason, will_retry: true, next_attempt_at: next.toISOString() },
-          });
-          return;
+          if (!(await this.#releaseClaim(trx, row.id, { status: 'pending', claimed_by: null, due_at: next, last_error: result.reason }))) return undefined;
+          return write(
+            {
+              type: 'notification.failed',
+              status: 'failed',
+              ...base,
+              details: { ...details, reason: result.reason, will_retry: true, next_attempt_at: next.toISOString() },
+            },
+            'retry',
+          );
         }
         case 'failed':
         case 'gone': {
           const gone = result.outcome === 'gone';
-          if (!(await this.#releaseClaim(trx, row.id, { status: gone ? 'gone' : 'failed', last_error: result.reason }))) return;
+          if (!(await this.#releaseClaim(trx, row.id, { status: gone ? 'gone' : 'failed', last_error: result.reason }))) return undefined;
           if (gone) {
             await trx
               .updateTable('devices')
@@ -390,21 +405,22 @@ export class NotificationDispatcher {
               .where('endpoint_gone_at', 'is', null)
               .execute();
           }
-          await appendEvent(trx, {
-            type: 'notification.failed',
-            status: 'failed',
-            ...base,
-            details: gone ? { ...details, reason: 'gone', detail: result.reason, will_retry: false } : { ...details, reason: result.reason, will_retry: false },
-          });
-          return;
+          return write(
+            {
+              type: 'notification.failed',
+              status: 'failed',
+              ...base,
+              details: gone ? { ...details, reason: 'gone', detail: result.reason, will_retry: false } : { ...details, reason: result.reason, will_retry: false },
+            },
+            gone ? 'gone' : 'failed',
+          );
         }
       }
     });
-    if (result.outcome === 'retry') {
-      this.deps.logger.warn({ notification_id: row.id, device_id: row.device_id, attempt, reason: result.reason }, 'notification attempt failed');
-    } else if (result.outcome !== 'delivered') {
-      this.deps.logger.warn({ notification_id: row.id, device_id: row.device_id, attempt, outcome: result.outcome, reason: result.reason }, 'notification not delivered');
-    }
+    if (!recorded) return;
+    // One line per outcome, with the call's correlation id (failures as warnings), and the counters.
+    logSteps(this.deps.logger, [recorded.entry]);
+    this.deps.metrics?.notification(transport, recorded.outcome, recorded.latencyMs);
   }
 
   /** Records the outcome of a row this instance still holds; false when it no longer does (recovered elsewhere). */
@@ -522,6 +538,10 @@ export class NotificationDispatcher {
   #track<T>(promise: Promise<T>): void {
     this.#flight.track(promise);
   }
+}
+
+function transportOf(endpoint: string): Transport {
+  return endpoint.startsWith('mqtt') ? 'mqtt' : 'http';
 }
 
 function msisdnFromPayload(payload: Record<string, unknown>): string | null {

@@ -40,7 +40,18 @@ export interface Storage {
   /** One session for the caller alone (migrations, advisory locks). */
   withSession<T>(work: (session: ScriptSession) => Promise<T>): Promise<T>;
   ping(): Promise<void>;
+  /** Connections in use, idle and waited for, read at metrics scrape time. */
+  poolUsage(): PoolUsage;
   close(): Promise<void>;
+}
+
+export interface PoolUsage {
+  /** The pool size (DATABASE_POOL_SIZE; 1 for the embedded database, a single session). */
+  max: number;
+  inUse: number;
+  idle: number;
+  /** Callers waiting for a connection. */
+  waiting: number;
 }
 
 export class DataDirInUseError extends Error {
@@ -101,6 +112,7 @@ async function openPostgres(databaseUrl: string, options: StorageOptions): Promi
     async ping() {
       await sql`select 1`.execute(db);
     },
+    poolUsage: () => ({ max: pool.options.max ?? 10, inUse: pool.totalCount - pool.idleCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async close() {
       await db.destroy();
     },
@@ -155,6 +167,7 @@ async function openPGlite(options: StorageOptions): Promise<Storage> {
     async ping() {
       await sql`select 1`.execute(db);
     },
+    poolUsage: () => ({ max: 1, inUse: pool.inUse ? 1 : 0, idle: pool.inUse ? 0 : 1, waiting: pool.waiting }),
     async close() {
       await db.destroy();
       await releaseLock?.();

@@ -10,12 +10,18 @@ import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kyse
 export class PGlitePool implements PostgresPool {
   #tail: Promise<void> = Promise.resolve();
   #waiting = 0;
+  #inUse = false;
 
   constructor(readonly database: PGlite) {}
 
   /** How many callers wait for the session: the embedded database's "pool usage". */
   get waiting(): number {
     return this.#waiting;
+  }
+
+  /** Whether a caller holds the session now. */
+  get inUse(): boolean {
+    return this.#inUse;
   }
 
   async connect(): Promise<PostgresPoolClient & { script(sql: string): Promise<void> }> {
@@ -26,7 +32,11 @@ export class PGlitePool implements PostgresPool {
     this.#waiting++;
     await previous;
     this.#waiting--;
+    this.#inUse = true;
     const database = this.database;
+    const free = () => {
+      this.#inUse = false;
+    };
     let released = false;
     return {
       async query<R>(sql: string, parameters: readonly unknown[]): Promise<PostgresQueryResult<R>> {
@@ -39,6 +49,7 @@ export class PGlitePool implements PostgresPool {
       release() {
         if (released) return;
         released = true;
+        free();
         release();
       },
     } as PostgresPoolClient & { script(sql: string): Promise<void> };

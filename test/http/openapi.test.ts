@@ -159,8 +159,8 @@ describe('GET /openapi.json', () => {
     expect([...declaredAs].filter((line) => !line.includes('application/problem+json'))).toEqual([]);
   });
 
-  it('documents nothing outside /api/v1 but health', () => {
-    expect(documentedOperations().filter((operation) => !operation.split(' ')[1]!.startsWith('/api/v1/'))).toEqual(['GET /healthz', 'GET /readyz']);
+  it('documents nothing outside /api/v1 but health and metrics', () => {
+    expect(documentedOperations().filter((operation) => !operation.split(' ')[1]!.startsWith('/api/v1/'))).toEqual(['GET /healthz', 'GET /metrics', 'GET /readyz']);
   });
 });
 

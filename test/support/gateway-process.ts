@@ -34,10 +34,14 @@ export async function startGateway(env: Record<string, string>, timeoutMs = 60_0
   const exited = once(child, 'exit');
   const baseUrl = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    let started = false;
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
+      // The log keeps coming (one JSON line per request and domain step): once started, only keep it.
+      if (started) return;
       const match = /is running on (http:\/\/\S+)/.exec(output);
       if (match) {
+        started = true;
         clearTimeout(timer);
         resolve(match[1]!.replace('localhost', '127.0.0.1'));
       }
