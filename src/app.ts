@@ -79,6 +79,7 @@ declare module 'fastify' {
       incomingCalls: IncomingCallsService;
       notifier: NotificationDispatcher;
       switchFeed: SwitchCallFeed | undefined;
+      eventFeed: EventLogFeed;
     };
   }
 }
@@ -141,7 +142,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     isInboundCallSource(telephony) && config.FREESWITCH_ANNOUNCE_INBOUND ? new SwitchCallFeed(incomingCalls, app.log) : undefined;
   if (switchFeed && isInboundCallSource(telephony)) telephony.onInboundCall((report) => switchFeed.accept(report));
   const eventFeed = new EventLogFeed({ db, logger: app.log });
-  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed });
+  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, eventFeed });
   const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
   if (signatures) keepRawJsonBodies(app);
   // The switch and the dispatcher run while the app does.

@@ -175,6 +175,8 @@ export interface IncomingCall {
   answered_at: string | null;
   ended_at: string | null;
   notifications?: Notification[];
+  /** In the list: each speaker notification in short. */
+  deliveries?: { device_id: string; type: string; status: string; latency_ms: number | null }[];
 }
 
 export interface Notification {

@@ -43,6 +43,8 @@ export class EventLogFeed {
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | undefined;
   #stopped = false;
+  /** Bumped when the last subscriber leaves: a poll begun before then must not set the watermark. */
+  #generation = 0;
 
   constructor(deps: { db: Db; logger: FastifyBaseLogger }, options: Partial<FeedOptions> = {}) {
     this.#db = deps.db;
@@ -72,6 +74,13 @@ export class EventLogFeed {
       watermark: this.#watermark,
       unsubscribe: () => {
         this.#listeners.delete(listener);
+        if (this.#listeners.size === 0) {
+          // Nobody follows the log now: the next subscriber starts from the table's end, not from
+          // where this one left (which would replay everything written meanwhile).
+          this.#watermark = undefined;
+          this.#holes.clear();
+          this.#generation += 1;
+        }
       },
     };
   }
@@ -101,6 +110,7 @@ export class EventLogFeed {
   async #poll(): Promise<void> {
     if (this.#listeners.size === 0 || this.#watermark === undefined) return;
     const from = this.#watermark;
+    const generation = this.#generation;
     const now = Date.now();
     for (const [id, since] of this.#holes) if (now - since > this.#options.holeTtlMs) this.#holes.delete(id);
     const holes = [...this.#holes.keys()];
@@ -118,7 +128,7 @@ export class EventLogFeed {
       this.#log.warn({ err: error }, 'could not read new event-log rows for the live stream');
       return;
     }
-    if (rows.length === 0) return;
+    if (rows.length === 0 || generation !== this.#generation) return;
     let expected = from + 1;
     for (const row of rows) {
       if (this.#holes.delete(row.id)) continue;

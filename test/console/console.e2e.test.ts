@@ -52,15 +52,15 @@ describe.skipIf(skipReason !== undefined)('the operator console in headless Chro
   }
 
   beforeAll(async () => {
-    const started = Date.now();
+    let started = Date.now();
     ensureConsoleBuilt();
+    console.log(`console e2e: console/dist ready in ${Date.now() - started} ms`);
+    started = Date.now();
     mkdirSync(shots, { recursive: true });
     mkdirSync(readmeImages, { recursive: true });
-    t = await createTestApp();
-    baseUrl = await t.app.listen({ port: 0, host: '127.0.0.1' });
-    receivers = await SpeakerReceivers.start();
+    // The browser starts while the gateway migrates its database.
     // launch() gives the browser a fresh profile of its own, removed when it closes.
-    browser = await chromium.launch({
+    const launching = chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
       // The machine has no outside network: Chromium's own background connections are turned off.
@@ -74,6 +74,11 @@ describe.skipIf(skipReason !== undefined)('the operator console in headless Chro
         '--disable-sync',
       ],
     });
+    t = await createTestApp();
+    baseUrl = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    receivers = await SpeakerReceivers.start();
+    const gatewayUp = Date.now() - started;
+    browser = await launching;
     context = await browser.newContext({ viewport: { width: 1280, height: 800 }, reducedMotion: 'reduce' });
     // What goes wrong inside the page shows in the test output.
     context.on('weberror', (error) => console.log(`console page error: ${error.error().message}`));
@@ -81,7 +86,7 @@ describe.skipIf(skipReason !== undefined)('the operator console in headless Chro
       if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) console.log(`console page: ${message.text()}`);
     });
     page = await context.newPage();
-    console.log(`console e2e: built, gateway and Chromium up in ${Date.now() - started} ms`);
+    console.log(`console e2e: gateway up in ${gatewayUp} ms, gateway and Chromium in ${Date.now() - started} ms`);
   }, 120_000);
 
   afterAll(async () => {
@@ -258,6 +263,9 @@ describe.skipIf(skipReason !== undefined)('the operator console in headless Chro
     // The speaker really got it, signed with the secret the console showed once.
     expect(receivers.get('kitchen').delivered.map((request) => request.body.type)).toEqual(['incoming_call.ringing']);
     expect(receivers.get('kitchen').badSignatures).toBe(0);
+    // The list beside it shows the same delivery in short.
+    await page.getByRole('list', { name: 'Speaker deliveries' }).first().locator('.badge', { hasText: 'delivered' }).waitFor({ timeout: WAIT });
+    expect(await page.getByRole('list', { name: 'Speaker deliveries' }).first().textContent()).toMatch(/kitchen-speaker ringing delivered \d+ ms/);
     await shoot(page, '10-incoming-call');
   });
 

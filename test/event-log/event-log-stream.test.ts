@@ -165,6 +165,18 @@ describe('GET /api/v1/event-logs/stream', () => {
     expect(types(await byQuery.until((all) => all.length === 3))).toEqual(['resume.two', 'resume.three', 'resume.four']);
   });
 
+  it('starts a stream opened after every other one closed from the end of the log, not from where they left', async () => {
+    for (const stream of streams) stream.close();
+    const feed = t.app.services.eventFeed;
+    while (feed.subscriberCount > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    // Written while nobody follows the log.
+    await appendEvent(t.database.storage.db, { type: 'nobody.listening', status: 'info', correlationId: 'quiet' });
+    const fresh = await open();
+    await appendEvent(t.database.storage.db, { type: 'someone.listening', status: 'info', correlationId: 'quiet' });
+    const events = await fresh.until((all) => types(all).includes('someone.listening'));
+    expect(types(events)).not.toContain('nobody.listening');
+  });
+
   it('refuses a missing or wrong key (401) and a key of another role (403), as problem+json', async () => {
     const url = `${baseUrl}/api/v1/event-logs/stream`;
     const none = await fetch(url);

@@ -112,7 +112,10 @@ export function IncomingCallsView({ selected }: { selected?: string | undefined 
       .catch(setError);
   }, [api, applied]);
   useEffect(load, [load]);
-  const state = useEventStream({ type: 'incoming_call.*' }, load);
+  // New calls and delivery outcomes both change the list.
+  const state = useEventStream({}, (events) => {
+    if (events.some((event) => event.type.startsWith('incoming_call.') || event.type.startsWith('notification.'))) load();
+  });
   useEffect(() => {
     if (state === 'live') load();
   }, [state, load]);
@@ -142,6 +145,16 @@ export function IncomingCallsView({ selected }: { selected?: string | undefined 
                   <Badge value={call.state} /> <strong>{call.caller}</strong> → {call.callee}
                   {call.caller_name && <span class="muted"> ({call.caller_name})</span>}
                   <span class="muted"> · {formatDateTime(call.received_at)}</span>
+                  {(call.deliveries ?? []).length > 0 && (
+                    <ul class="deliveries" aria-label="Speaker deliveries">
+                      {(call.deliveries ?? []).map((delivery) => (
+                        <li key={`${delivery.device_id}-${delivery.type}`}>
+                          {delivery.device_id} {delivery.type.replace('incoming_call.', '')} <Badge value={delivery.status} />
+                          {delivery.latency_ms !== null && <span class="muted"> {delivery.latency_ms} ms</span>}
+                        </li>
+                      ))}
+                    </ul>
+                  )}
                 </a>
               </li>
             ))}
