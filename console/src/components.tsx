@@ -95,6 +95,15 @@ export function Field(props: { label: string; error?: string | undefined; hint?:
   );
 }
 
+/** Moves keyboard focus to the first field of a form that just opened. */
+export function useFocusFirstField(): { current: HTMLFormElement | null } {
+  const form = useRef<HTMLFormElement>(null);
+  useEffect(() => {
+    form.current?.querySelector<HTMLElement>('input:not([disabled]), select:not([disabled]), textarea')?.focus();
+  }, []);
+  return form;
+}
+
 /** A secret the API shows once (a new API key, a speaker's signing secret). */
 export function ShownOnce({ label, value, onDone }: { label: string; value: string; onDone: () => void }) {
   const id = useId();

@@ -117,8 +117,11 @@ describe.skipIf(skipReason !== undefined)('the operator console in headless Chro
 
   it('creates a speaker (its secret shown once) and a sensor, with the API validation message for a bad number', async () => {
     await page.getByRole('link', { name: 'Devices' }).click();
-    await page.getByRole('button', { name: 'New device' }).click();
-    await page.getByLabel('Device id').fill('kitchen-speaker');
+    // Keyboard: Enter on the button opens the form with the focus in its first field.
+    await page.getByRole('button', { name: 'New device' }).press('Enter');
+    await page.getByLabel('Device id').waitFor();
+    expect(await page.evaluate('document.activeElement.name')).toBe('device_id');
+    await page.keyboard.type('kitchen-speaker');
     await page.getByLabel('Type').first().selectOption('speaker');
     await page.getByLabel('Subscriber number').fill('12');
     await page.getByLabel('Name').fill('Kitchen');

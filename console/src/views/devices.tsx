@@ -4,7 +4,7 @@
  */
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { ApiError, enc, type Device, type Page } from '../api';
-import { Badge, ConfirmButton, ErrorNote, Field, ShownOnce, useApi } from '../components';
+import { Badge, ConfirmButton, ErrorNote, Field, useFocusFirstField, ShownOnce, useApi } from '../components';
 
 interface DeviceForm {
   device_id: string;
@@ -23,6 +23,7 @@ function DeviceEditor({ device, onSaved, onCancel }: { device: Device | null; on
   );
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const formRef = useFocusFirstField();
   const fieldError = (name: string) => (error instanceof ApiError ? error.fieldMessage(name) : undefined);
   const set = (changes: Partial<DeviceForm>) => setForm({ ...form, ...changes });
 
@@ -72,7 +73,7 @@ function DeviceEditor({ device, onSaved, onCancel }: { device: Device | null; on
   );
 
   return (
-    <form class="editor" onSubmit={(event) => void submit(event)} aria-labelledby="device-editor-title" noValidate>
+    <form ref={formRef} class="editor" onSubmit={(event) => void submit(event)} aria-labelledby="device-editor-title" noValidate>
       <h2 id="device-editor-title">{device ? `Edit ${device.device_id}` : 'New device'}</h2>
       {text('device_id', 'Device id', { placeholder: 'kitchen-speaker', disabled: device !== null })}
       <Field label="Type" error={fieldError('type')}>

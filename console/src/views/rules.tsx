@@ -1,7 +1,7 @@
 /** Rules: which device events call whom. List, create, edit, delete, with the API's messages. */
 import { useCallback, useEffect, useState } from 'preact/hooks';
 import { ApiError, type Page, type Rule } from '../api';
-import { Badge, ConfirmButton, ErrorNote, Field, useApi } from '../components';
+import { Badge, ConfirmButton, ErrorNote, Field, useFocusFirstField, useApi } from '../components';
 
 interface RuleForm {
   name: string;
@@ -58,6 +58,7 @@ function RuleEditor({ rule, onSaved, onCancel }: { rule: Rule | null; onSaved: (
   const [form, setForm] = useState<RuleForm>(rule ? formOf(rule) : emptyForm);
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const formRef = useFocusFirstField();
   const set = (changes: Partial<RuleForm>) => setForm({ ...form, ...changes });
   const fieldError = (name: string) => (error instanceof ApiError ? error.fieldMessage(name) : undefined);
 
@@ -111,7 +112,7 @@ function RuleEditor({ rule, onSaved, onCancel }: { rule: Rule | null; onSaved: (
   );
 
   return (
-    <form class="editor" onSubmit={(event) => void submit(event)} aria-labelledby="rule-editor-title" noValidate>
+    <form ref={formRef} class="editor" onSubmit={(event) => void submit(event)} aria-labelledby="rule-editor-title" noValidate>
       <h2 id="rule-editor-title">{rule ? `Edit rule ${rule.id}` : 'New rule'}</h2>
       {input('name', 'Name', 'name', { placeholder: 'Smoke in the hall' })}
       <Field label="Event type" error={fieldError('event_type')}>
