@@ -207,5 +207,6 @@ describe('GET /api/v1/event-logs/stream', () => {
     await other.close();
     await stream.until(() => stream.ended);
     expect(stream.ended).toBe(true);
-  });
+    // A gateway of its own starts (migrations included) inside the test: slow on a busy machine.
+  }, 120_000);
 });
