@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'data', 'dist', 'coverage', '.test-data', '.scratch', '.test-results'] },
+  { ignores: ['node_modules', 'data', 'dist', 'console/dist', 'coverage', '.test-data', '.scratch', '.test-results'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -14,7 +14,10 @@ import type { Config } from './config/config.js';
 import { Device } from './devices/devices-schemas.js';
 import { devicesRoutes } from './devices/devices-routes.js';
 import { DevicesService } from './devices/devices-service.js';
+import { consoleRoutes } from './console/console-routes.js';
+import { EventLogFeed } from './event-log/event-log-feed.js';
 import { eventLogRoutes } from './event-log/event-log-routes.js';
+import { eventLogStreamRoutes, type StreamOptions } from './event-log/event-log-stream.js';
 import { healthRoutes, type ReadinessCheck } from './health/health-routes.js';
 import { installErrorHandling, sendProblem } from './http/error-handler.js';
 import { DOCS_PREFIX, installOpenApi } from './http/openapi.js';
@@ -60,6 +63,10 @@ export interface AppOptions {
   instanceId?: string;
   dispatcher?: Partial<DispatcherOptions>;
   notifier?: Partial<NotificationDispatcherOptions>;
+  /** The live event-log stream's heartbeat and buffer limits. */
+  eventStream?: Partial<StreamOptions>;
+  /** Where the built operator console is (default: console/dist). */
+  consoleRoot?: string;
 }
 
 declare module 'fastify' {
@@ -76,6 +83,7 @@ declare module 'fastify' {
       notifier: NotificationDispatcher;
       switchFeed: SwitchCallFeed | undefined;
       metrics: GatewayMetrics;
+      eventFeed: EventLogFeed;
     };
   }
 }
@@ -147,7 +155,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const switchFeed =
     isInboundCallSource(telephony) && config.FREESWITCH_ANNOUNCE_INBOUND ? new SwitchCallFeed(incomingCalls, app.log) : undefined;
   if (switchFeed && isInboundCallSource(telephony)) telephony.onInboundCall((report) => switchFeed.accept(report));
-  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, metrics });
+  const eventFeed = new EventLogFeed({ db, logger: app.log });
+  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, metrics, eventFeed });
   const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
   if (signatures) keepRawJsonBodies(app);
   // The switch and the dispatcher run while the app does.
@@ -156,6 +165,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await dispatcher.start();
     await notifier.start();
   });
+  // Open event streams would keep the server from closing: end them first.
+  app.addHook('preClose', async () => eventFeed.stop());
   app.addHook('onClose', async () => {
     await dispatcher.stop();
     await telephony.stop();
@@ -199,6 +210,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     name: 'TAS IoT Gateway',
     version,
     docs: DOCS_PREFIX,
+    console: '/console/',
     openapi: '/openapi.json',
     health: '/healthz',
     ready: '/readyz',
@@ -213,9 +225,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await api.register(alarmsRoutes, { alarms, devices });
       await api.register(incomingCallsRoutes, { incomingCalls });
       await api.register(eventLogRoutes, { db, devices });
+      await api.register(eventLogStreamRoutes, { db, devices, feed: eventFeed, options: options.eventStream });
     },
     { prefix: '/api/v1' },
   );
+  await app.register(consoleRoutes, { root: options.consoleRoot });
 
   return app;
 }

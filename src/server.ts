@@ -6,6 +6,7 @@ import closeWithGrace from 'close-with-grace';
 import pino, { type Logger } from 'pino';
 import { hostname } from 'node:os';
 import { buildApp } from './app.js';
+import { consoleBuilt } from './console/console-routes.js';
 import { instanceId, telephonyKind, type Config } from './config/config.js';
 import { FreeSwitchTelephony } from './telephony/freeswitch/freeswitch-telephony.js';
 import { MockTelephony } from './telephony/mock/mock-telephony.js';
@@ -77,6 +78,7 @@ export async function serve(config: Config): Promise<void> {
   const lines = [
     '',
     `  TAS IoT Gateway is running on ${base}`,
+    `  Console:    ${base}/console/${consoleBuilt() ? '' : '   (not built yet: run npm run build)'}`,
     `  API docs:   ${base}/docs   (OpenAPI: ${base}/openapi.json)`,
     `  Health:     ${base}/healthz   Ready: ${base}/readyz`,
     `  Database:   ${storage.kind === 'pglite' ? `embedded PGlite in ${storage.location}` : `PostgreSQL ${storage.location}`}`,

@@ -1,11 +1,16 @@
+import type { SelectQueryBuilder } from 'kysely';
 import type { Db } from '../storage/database.js';
-import type { EventLogRow } from '../storage/schema.js';
+import type { Database, EventLogRow } from '../storage/schema.js';
 
-export interface EventLogFilter {
+/** What a row must match: the same filters for the list and the live stream. */
+export interface EventMatch {
   type?: string | undefined;
   deviceId?: string | undefined;
   msisdn?: string | undefined;
   correlationId?: string | undefined;
+}
+
+export interface EventLogFilter extends EventMatch {
   since?: Date | undefined;
   until?: Date | undefined;
   /** Only rows older than this id (the cursor). */
@@ -13,9 +18,9 @@ export interface EventLogFilter {
   limit: number;
 }
 
-/** Newest first; fetches one row more than asked so the caller knows whether a next page exists. */
-export async function findEvents(db: Db, filter: EventLogFilter): Promise<EventLogRow[]> {
-  let query = db.selectFrom('event_logs').selectAll();
+type EventQuery = SelectQueryBuilder<Database, 'event_logs', EventLogRow>;
+
+function whereMatches(query: EventQuery, filter: EventMatch): EventQuery {
   if (filter.type !== undefined) {
     query = filter.type.endsWith('.*')
       ? query.where('type', 'like', `${filter.type.slice(0, -2).replace(/[\\%_]/g, '\\$&')}.%`)
@@ -24,8 +29,33 @@ export async function findEvents(db: Db, filter: EventLogFilter): Promise<EventL
   if (filter.deviceId !== undefined) query = query.where('device_id', '=', filter.deviceId);
   if (filter.msisdn !== undefined) query = query.where('msisdn', '=', filter.msisdn);
   if (filter.correlationId !== undefined) query = query.where('correlation_id', '=', filter.correlationId);
+  return query;
+}
+
+/** Newest first; fetches one row more than asked so the caller knows whether a next page exists. */
+export async function findEvents(db: Db, filter: EventLogFilter): Promise<EventLogRow[]> {
+  let query = whereMatches(db.selectFrom('event_logs').selectAll(), filter);
   if (filter.since !== undefined) query = query.where('at', '>=', filter.since);
   if (filter.until !== undefined) query = query.where('at', '<', filter.until);
   if (filter.beforeId !== undefined) query = query.where('id', '<', filter.beforeId);
   return query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
+}
+
+/** Oldest first, the rows with `afterId < id <= uptoId` (a stream catching up after `Last-Event-ID`). */
+export async function findEventsBetween(db: Db, filter: EventMatch, afterId: number, uptoId: number, limit: number): Promise<EventLogRow[]> {
+  const query = whereMatches(db.selectFrom('event_logs').selectAll(), filter).where('id', '>', afterId).where('id', '<=', uptoId);
+  return query.orderBy('id').limit(limit).execute();
+}
+
+/** The same test in memory, for rows the live stream fans out. */
+export function eventMatches(row: EventLogRow, filter: EventMatch): boolean {
+  if (filter.type !== undefined) {
+    if (filter.type.endsWith('.*')) {
+      if (!row.type.startsWith(filter.type.slice(0, -1))) return false;
+    } else if (row.type !== filter.type) return false;
+  }
+  if (filter.deviceId !== undefined && row.device_id !== filter.deviceId) return false;
+  if (filter.msisdn !== undefined && row.msisdn !== filter.msisdn) return false;
+  if (filter.correlationId !== undefined && row.correlation_id !== filter.correlationId) return false;
+  return true;
 }

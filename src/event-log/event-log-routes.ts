@@ -19,14 +19,19 @@ const EventLogItem = Type.Object({
   details: Type.Record(Type.String(), Type.Unknown()),
 });
 
+/** The filters the list and the live stream share. */
+export const EventFilterQuery = {
+  type: Type.Optional(
+    Type.String({ maxLength: 100, pattern: '^[a-z0-9_]+(\\.[a-z0-9_]+)*(\\.\\*)?$', description: 'Exact type, or a family such as `device.*`.' }),
+  ),
+  device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  msisdn: Type.Optional(PhoneNumberInput),
+  correlation_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+};
+
 const EventLogQuery = Type.Object(
   {
-    type: Type.Optional(
-      Type.String({ maxLength: 100, pattern: '^[a-z0-9_]+(\\.[a-z0-9_]+)*(\\.\\*)?$', description: 'Exact type, or a family such as `device.*`.' }),
-    ),
-    device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    msisdn: Type.Optional(PhoneNumberInput),
-    correlation_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    ...EventFilterQuery,
     since: Type.Optional(Type.String({ format: 'date-time', description: 'Rows at or after this time.' })),
     until: Type.Optional(Type.String({ format: 'date-time', description: 'Rows before this time.' })),
     ...PageQuery,
@@ -34,7 +39,7 @@ const EventLogQuery = Type.Object(
   { additionalProperties: false },
 );
 
-function presentEvent(row: EventLogRow) {
+export function presentEvent(row: EventLogRow) {
   return { ...row, at: row.at.toISOString() };
 }
 

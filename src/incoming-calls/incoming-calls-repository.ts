@@ -42,6 +42,12 @@ export async function notificationsOfCall(db: DbOrTrx, callId: string): Promise<
   return db.selectFrom('notifications').selectAll().where('call_id', '=', callId).orderBy('device_id').orderBy('step').execute();
 }
 
+/** The notifications of several calls at once (a page of the call list). */
+export async function notificationsOfCalls(db: DbOrTrx, callIds: string[]): Promise<NotificationRow[]> {
+  if (callIds.length === 0) return [];
+  return db.selectFrom('notifications').selectAll().where('call_id', 'in', callIds).orderBy('call_id').orderBy('device_id').orderBy('step').execute();
+}
+
 export async function insertNotifications(db: DbOrTrx, rows: Insertable<Database['notifications']>[]): Promise<number> {
   if (rows.length === 0) return 0;
   const inserted = await db

@@ -45,7 +45,6 @@ const callFields = {
   answered_at: Nullable(Timestamp),
   ended_at: Nullable(Timestamp),
 };
-const IncomingCall = Type.Object(callFields);
 const Notification = Type.Object({
   id: Type.String({ format: 'uuid', description: 'Also the webhook-id the speaker receives.' }),
   device_id: Type.String(),
@@ -57,6 +56,16 @@ const Notification = Type.Object({
   latency_ms: Nullable(Type.Integer({ description: 'From the report to the speaker answering 2xx (or the broker acknowledging).' })),
   last_error: Nullable(Type.String()),
   expires_at: Timestamp,
+});
+const Delivery = Type.Object({
+  device_id: Type.String(),
+  type: Type.String(),
+  status: StringEnum(notificationStatuses),
+  latency_ms: Nullable(Type.Integer()),
+});
+const ListedIncomingCall = Type.Object({
+  ...callFields,
+  deliveries: Type.Array(Delivery, { description: 'Each speaker notification of the call in short (the call itself has the details).' }),
 });
 const IncomingCallWithNotifications = Type.Object({ ...callFields, notifications: Type.Array(Notification) });
 
@@ -82,12 +91,12 @@ export const incomingCallsRoutes: FastifyPluginAsyncTypebox<{ incomingCalls: Inc
     config: { allow: ['admin'] },
     schema: {
       tags: ['incoming calls'],
-      summary: 'Recent incoming calls, newest first',
+      summary: 'Recent incoming calls, newest first, with the delivery status and latency of each speaker notification',
       querystring: Type.Object(
         { msisdn: Type.Optional(PhoneNumberInput), since: Type.Optional(Type.String({ format: 'date-time' })), ...PageQuery },
         { additionalProperties: false },
       ),
-      response: { 200: Page(IncomingCall), ...problems(401, 403, 422) },
+      response: { 200: Page(ListedIncomingCall), ...problems(401, 403, 422) },
     },
     handler: async (request) =>
       incomingCalls.list({ ...request.query, since: parseTimestampParameter('querystring.since', request.query.since) }),

@@ -72,6 +72,11 @@ function presentNotification(row: NotificationRow) {
   };
 }
 
+/** A notification in short, as the call list shows it. */
+function presentDelivery(row: NotificationRow) {
+  return { device_id: row.device_id, type: row.type, status: row.status as NotificationStatus, latency_ms: row.latency_ms };
+}
+
 export class IncomingCallsService {
   constructor(
     private readonly deps: {
@@ -252,7 +257,15 @@ export class IncomingCallsService {
     const before = decodeCursor(query.cursor);
     if (before !== undefined) select = select.where('seq', '<', before);
     const rows = await select.orderBy('seq', 'desc').limit(limit + 1).execute();
-    return toPage(rows, limit, presentIncomingCall, (row) => row.seq);
+    const page = toPage(rows, limit, presentIncomingCall, (row) => row.seq);
+    // Each call's speaker deliveries, in one query for the page.
+    const deliveries = new Map<string, ReturnType<typeof presentDelivery>[]>();
+    for (const row of await repository.notificationsOfCalls(this.deps.db, page.items.map((call) => call.call_id))) {
+      const list = deliveries.get(row.call_id) ?? [];
+      list.push(presentDelivery(row));
+      deliveries.set(row.call_id, list);
+    }
+    return { ...page, items: page.items.map((call) => ({ ...call, deliveries: deliveries.get(call.call_id) ?? [] })) };
   }
 
   async get(callId: string) {

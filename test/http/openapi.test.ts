@@ -47,6 +47,8 @@ interface ExpectedRoute {
   success: number;
   body?: true;
   query?: string[];
+  /** Answers with this media type instead of JSON (a server-sent event stream). */
+  streams?: string;
 }
 
 /** Every route under /api/v1, written out by hand from src/. */
@@ -61,6 +63,13 @@ const EXPECTED_ROUTES: ExpectedRoute[] = [
   { method: 'DELETE', path: '/api/v1/devices/:device_id', success: 204 },
   { method: 'POST', path: '/api/v1/devices/:device_id/rotate-secret', success: 200 },
   { method: 'GET', path: '/api/v1/event-logs', success: 200, query: ['type', 'device_id', 'msisdn', 'correlation_id', 'since', 'until', 'limit', 'cursor'] },
+  {
+    method: 'GET',
+    path: '/api/v1/event-logs/stream',
+    success: 200,
+    query: ['type', 'device_id', 'msisdn', 'correlation_id', 'last_event_id'],
+    streams: 'text/event-stream',
+  },
   { method: 'POST', path: '/api/v1/rules', success: 201, body: true },
   { method: 'GET', path: '/api/v1/rules', success: 200, query: ['event_type', 'device_id', 'msisdn', 'enabled', 'limit', 'cursor'] },
   { method: 'GET', path: '/api/v1/rules/:id', success: 200 },
@@ -198,6 +207,8 @@ describe.each(EXPECTED_ROUTES.map((route) => [`${route.method} ${route.path}`, r
     const response = responses[String(route.success)]!;
     if (route.success === 204) {
       expect(response.content).toBeUndefined();
+    } else if (route.streams) {
+      expect(Object.keys(response.content ?? {})).toEqual([route.streams]);
     } else {
       const schema = jsonSchemaOf(response.content, `${route.success} response`);
       expect(schema.type ?? schema.$ref).toBeDefined();

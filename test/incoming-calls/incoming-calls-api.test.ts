@@ -84,6 +84,13 @@ describe('incoming calls announced on speakers', () => {
       'incoming_call.ended:delivered',
     ]);
     expect(call.notifications[0].latency_ms).toBeGreaterThanOrEqual(0);
+    // The list shows each call's deliveries in short (the console's call list).
+    const listed = (await t.request({ method: 'GET', url: '/api/v1/incoming-calls', query: { msisdn } })).json();
+    expect(listed.items).toHaveLength(1);
+    expect(listed.items[0].deliveries).toEqual([
+      { device_id: 'walkthrough-speaker', type: 'incoming_call.ringing', status: 'delivered', latency_ms: call.notifications[0].latency_ms },
+      { device_id: 'walkthrough-speaker', type: 'incoming_call.ended', status: 'delivered', latency_ms: call.notifications[1].latency_ms },
+    ]);
 
     const log = (await t.request({ method: 'GET', url: '/api/v1/event-logs', query: { correlation_id: call.correlation_id } })).json();
     expect(log.items.map((row: { type: string }) => row.type).reverse()).toEqual(['incoming_call.received', 'notification.sent', 'incoming_call.ended', 'notification.sent']);

@@ -17,7 +17,7 @@ export interface TestApp {
 
 export async function createTestApp(
   env: Record<string, string> = {},
-  options: Pick<AppOptions, 'telephony' | 'clock' | 'instanceId' | 'dispatcher' | 'notifier' | 'logger'> & { database?: TestDatabase } = {},
+  options: Pick<AppOptions, 'telephony' | 'clock' | 'instanceId' | 'dispatcher' | 'notifier' | 'logger' | 'eventStream'> & { database?: TestDatabase } = {},
 ): Promise<TestApp> {
   const { database: given, ...collaborators } = options;
   const database = given ?? (await createTestDatabase());
