@@ -12,7 +12,7 @@
  * profiles and their hot spots land in bench/results/profiles), --only S1,S3,... (a subset; S4 and
  * S5 share their data, S2 needs S1's rate or --rate), --docs (write docs/ even in quick mode).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,7 +43,7 @@ const { values: options } = parseArgs({
     rate: { type: 'string' },
   },
 });
-const quick = options.quick!;
+const quick = options.quick;
 const only = options.only ? new Set(options.only.split(',').map((s) => s.trim().toUpperCase())) : undefined;
 const wants = (scenario: string) => !only || only.has(scenario);
 
@@ -479,7 +479,7 @@ async function main(): Promise<void> {
     details,
   };
   if (profileDir) results.profiles = summarizeProfile(profileDir);
-  const { table } = writeReport(results, { resultsDir, docs: !quick || options.docs! });
+  const { table } = writeReport(results, { resultsDir, docs: !quick || options.docs });
   console.log(`\n${table}\n`);
   log(`done in ${results.durationS} s`);
 }

@@ -59,7 +59,7 @@ export async function loadEventLogs(session: ScriptSession, rows: number, device
   const step = (days * 86_400_000) / rows;
   await session.script(`
     insert into event_logs (at, type, status, device_id, msisdn, correlation_id, request_id, details)
-      select now() - interval '${days} days' + (g * ${step}) * interval '1 millisecond',
+      select now() - interval '${days} days' + (g::float8 * ${step}) * interval '1 millisecond',
         (array['event.received', 'rule.matched', 'alarm.started', 'call.queued', 'call.completed'])[1 + g % 5], 'ok',
         'smoke-' || ${pad(`(g / 5) % ${devices}`)}, '+7900' || ${pad(`(g / 5) % ${devices}`)},
         'bench-corr-' || (g / 5), 'bench-corr-' || (g / 5), jsonb_build_object('event_id', 'bench-' || (g / 5))

@@ -9,7 +9,7 @@ import type { RuleTriggers, TriggerOutcome } from '../alarms/rule-triggers.js';
 import type { Clock } from '../clock/clock.js';
 import { deviceTypes, type DeviceType, type DeviceTypeSpec } from '../devices/device-types.js';
 import { findDevice } from '../devices/devices-repository.js';
-import { appendEvent, appendEvents, type EventLogEntry, type Trace } from '../event-log/event-log.js';
+import { appendEvent, appendEvents, transactionWithEventLog, type EventLogEntry, type Trace } from '../event-log/event-log.js';
 import { ApiProblem, invalidField } from '../http/problems.js';
 import { parseTimestampParameter } from '../http/schemas.js';
 import type { RuleActionType } from '../rules/rule-actions.js';
@@ -65,7 +65,7 @@ export class DeviceEventsService {
       throw invalidField('body.event_type', `a ${device.type} reports ${spec?.events.length ? spec.events.join(', ') : 'no events'}`);
     }
     const effects: EscalationEffects = { hangups: [], queued: false };
-    const result = await db.transaction().execute(async (trx): Promise<IntakeResult> => {
+    const result = await transactionWithEventLog(db, async (trx): Promise<IntakeResult> => {
       const inserted = await trx
         .insertInto('device_events')
         .values({

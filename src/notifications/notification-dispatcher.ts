@@ -23,7 +23,7 @@
 import { sql, type Selectable, type Updateable } from 'kysely';
 import type { Clock } from '../clock/clock.js';
 import { parseEndpoint, redactEndpoint } from '../devices/endpoint.js';
-import { appendEvent, appendEvents, type EventLogEntry } from '../event-log/event-log.js';
+import { appendEvent, appendEvents, transactionWithEventLog, type EventLogEntry } from '../event-log/event-log.js';
 import { SingleFlight } from '../jobs/single-flight.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { Notifications } from '../storage/schema.generated.js';
@@ -83,6 +83,14 @@ interface Job {
   device: { endpoint: string | null; signing_secret: string | null; enabled: boolean; endpoint_gone_at: Date | null } | undefined;
 }
 
+interface DeliveredOutcome {
+  job: Job;
+  statusCode: number | undefined;
+  at: Date;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 export class NotificationDispatcher {
   readonly #options: NotificationDispatcherOptions;
   readonly #http: typeof deliverHttp;
@@ -112,6 +120,18 @@ export class NotificationDispatcher {
       (error) => this.deps.logger.error({ err: error }, 'notification pass failed; retrying at the next poll'),
     );
   }
+
+  #lastExpiryAt = Number.NEGATIVE_INFINITY;
+  /** Deliveries that succeeded, waiting to be recorded together (see #recordDelivered). */
+  #delivered: DeliveredOutcome[] = [];
+  readonly #recorder = new SingleFlight(
+    async () => {
+      const batch = this.#delivered;
+      this.#delivered = [];
+      if (batch.length > 0) await this.#recordDelivered(batch);
+    },
+    (error) => this.deps.logger.error({ err: error }, 'recording delivered notifications failed'),
+  );
 
   /** Deliveries in flight now (tests, metrics). */
   get inFlight(): number {
@@ -156,7 +176,12 @@ export class NotificationDispatcher {
       this.#recoverDue = false;
       await this.#recoverOrphans(now);
     }
-    await this.#expireDue(now);
+    // Expiry is bookkeeping (a claim never takes an expired row): once per poll interval is enough,
+    // not a transaction more for every delivery that ends.
+    if (now.getTime() - this.#lastExpiryAt >= this.#options.pollIntervalMs / 2) {
+      this.#lastExpiryAt = now.getTime();
+      await this.#expireDue(now);
+    }
     const slots = this.#options.concurrency - this.#inFlight.size;
     if (slots <= 0 || !this.#running) return now; // a finishing delivery kicks again
     const jobs = await this.#claim(slots, now);
@@ -290,34 +315,21 @@ export class NotificationDispatcher {
     const { row, msisdn } = job;
     const now = this.deps.clock.now();
     const attempt = row.attempts;
-    const transport = parseEndpoint(row.endpoint).ok && row.endpoint.startsWith('mqtt') ? 'mqtt' : 'http';
     const base = {
       deviceId: row.device_id,
       msisdn,
       correlationId: row.correlation_id,
     };
-    const details = { notification_id: row.id, call_id: row.call_id, type: row.type, attempt, transport, endpoint: redactEndpoint(row.endpoint) };
+    const details = this.#details(row);
+    if (result.outcome === 'delivered') {
+      await new Promise<void>((resolve, reject) => {
+        this.#delivered.push({ job, statusCode: result.statusCode, at: now, resolve, reject });
+        this.#recorder.request();
+      });
+      return;
+    }
     await this.deps.db.transaction().execute(async (trx) => {
       switch (result.outcome) {
-        case 'delivered': {
-          const latency = Math.max(0, now.getTime() - row.created_at.getTime());
-          // Delivered is true even if the row was meanwhile put back in the queue: that saves a repeat.
-          const updated = await trx
-            .updateTable('notifications')
-            .set({ status: 'delivered', delivered_at: now, latency_ms: Math.min(latency, 2_147_483_647), last_error: null })
-            .where('id', '=', row.id)
-            .where('status', 'in', ['delivering', 'pending'])
-            .returning('id')
-            .execute();
-          if (updated.length === 0) return;
-          await appendEvent(trx, {
-            type: 'notification.sent',
-            status: 'ok',
-            ...base,
-            details: { ...details, latency_ms: latency, ...(result.statusCode !== undefined ? { status_code: result.statusCode } : {}) },
-          });
-          return;
-        }
         case 'retry': {
           const cap = Math.min(this.#options.retry.maxMs, this.#options.retry.baseMs * 2 ** Math.max(0, attempt - 1));
           const delay = Math.max(1, Math.round(this.#options.random() * cap));
@@ -361,9 +373,60 @@ export class NotificationDispatcher {
     });
     if (result.outcome === 'retry') {
       this.deps.logger.warn({ notification_id: row.id, device_id: row.device_id, attempt, reason: result.reason }, 'notification attempt failed');
-    } else if (result.outcome !== 'delivered') {
+    } else {
       this.deps.logger.warn({ notification_id: row.id, device_id: row.device_id, attempt, outcome: result.outcome, reason: result.reason }, 'notification not delivered');
     }
+  }
+
+  /**
+   * Records successful deliveries in one transaction: one UPDATE for all their rows and one INSERT
+   * for their `notification.sent` log rows, where recording each on its own takes four round trips
+   * to the database. Deliveries that end while a batch is being written form the next batch, so
+   * under light load a batch is a single delivery recorded at once, and under heavy load the
+   * batches grow instead of the queue.
+   */
+  async #recordDelivered(batch: DeliveredOutcome[]): Promise<void> {
+    try {
+      await transactionWithEventLog(this.deps.db, async (trx) => {
+        const values = batch.map(({ job, at }) => {
+          const latency = Math.min(Math.max(0, at.getTime() - job.row.created_at.getTime()), 2_147_483_647);
+          return sql`(${job.row.id}::uuid, ${at}::timestamptz, ${latency}::int)`;
+        });
+        // Delivered is true even if the row was meanwhile put back in the queue: that saves a repeat.
+        const updated = await sql<{ id: string }>`
+          update notifications as n set status = 'delivered', delivered_at = v.at, latency_ms = v.latency, last_error = null
+          from (values ${sql.join(values)}) as v (id, at, latency)
+          where n.id = v.id and n.status in ('delivering', 'pending')
+          returning n.id`.execute(trx);
+        const recorded = new Set(updated.rows.map((row) => row.id));
+        await appendEvents(
+          trx,
+          batch
+            .filter(({ job }) => recorded.has(job.row.id))
+            .map(({ job, at, statusCode }) => ({
+              type: 'notification.sent',
+              status: 'ok' as const,
+              deviceId: job.row.device_id,
+              msisdn: job.msisdn,
+              correlationId: job.row.correlation_id,
+              details: {
+                ...this.#details(job.row),
+                latency_ms: Math.max(0, at.getTime() - job.row.created_at.getTime()),
+                ...(statusCode !== undefined ? { status_code: statusCode } : {}),
+              },
+            })),
+        );
+      });
+    } catch (error) {
+      for (const outcome of batch) outcome.reject(error);
+      return;
+    }
+    for (const outcome of batch) outcome.resolve();
+  }
+
+  #details(row: NotificationRow) {
+    const transport = parseEndpoint(row.endpoint).ok && row.endpoint.startsWith('mqtt') ? 'mqtt' : 'http';
+    return { notification_id: row.id, call_id: row.call_id, type: row.type, attempt: row.attempts, transport, endpoint: redactEndpoint(row.endpoint) };
   }
 
   /** Records the outcome of a row this instance still holds; false when it no longer does (recovered elsewhere). */
