@@ -28,7 +28,7 @@ import type { OriginateRecord } from './peers/esl.js';
 import type { SpeakerRecord } from './peers/speakers.js';
 import { repoRoot, startChild, type BenchChild } from './support/child.js';
 import { nowMs } from './support/clock.js';
-import { startBenchGateway, type BenchGateway } from './support/gateway.js';
+import { cpuSeconds, startBenchGateway, type BenchGateway } from './support/gateway.js';
 import { writeReport, type BenchResults, type Figure } from './support/report.js';
 import { summarizeProfile } from './support/profile.js';
 import { createKeys, loadEventLogs, loadSensors, loadSpeakers, type BenchKeys } from './support/setup.js';
@@ -88,9 +88,12 @@ async function freshPGlite(dir: string): Promise<Storage> {
   return storage;
 }
 
-async function closedLoop(target: LoadTarget, durationS: number): Promise<ClosedLoopResult> {
+/** A closed-loop run; with `pid`, also the CPU that process used per accepted request (ms). */
+async function closedLoop(target: LoadTarget, durationS: number, pid?: number): Promise<ClosedLoopResult & { cpuMsPerRequest?: number }> {
+  const before = pid ? cpuSeconds(pid) : 0;
   const child = await startChild('load/closed-loop.ts', [JSON.stringify({ ...target, connections: CONNECTIONS, durationS })], { waitReady: false });
-  return child.result<ClosedLoopResult>();
+  const result = await child.result<ClosedLoopResult>();
+  return pid ? { ...result, cpuMsPerRequest: round(((cpuSeconds(pid) - before) * 1000) / Math.max(1, result.accepted), 2) } : result;
 }
 
 async function paced(target: LoadTarget, rate: number, durationS: number): Promise<PacedResult> {
@@ -170,7 +173,7 @@ async function webhookThroughput(
   baseline: BenchChild<{ url: string }> | undefined,
   keys: BenchKeys,
   population: number,
-): Promise<{ gateway: number; baseline: number | undefined; accepted: number; runs: ClosedLoopResult[]; baselineRuns: ClosedLoopResult[] }> {
+): Promise<{ gateway: number; baseline: number | undefined; accepted: number; runs: Array<ClosedLoopResult & { cpuMsPerRequest?: number }>; baselineRuns: Array<ClosedLoopResult & { cpuMsPerRequest?: number }> }> {
   let offset = 0;
   let accepted = 0;
   const target = (url: string, prefix: string): LoadTarget => ({ kind: 'webhook', url, key: keys.webhook, idPrefix: prefix, population, offset });
@@ -179,19 +182,20 @@ async function webhookThroughput(
   offset += warm.accepted + warm.non2xx;
   if (baseline) await closedLoop(target(baseline.ready.url, `${label}-base-warm-${Date.now()}`), size.warmupS);
   await waitAlarmsSettled(gateway);
-  const runs: ClosedLoopResult[] = [];
-  const baselineRuns: ClosedLoopResult[] = [];
+  const runs: Array<ClosedLoopResult & { cpuMsPerRequest?: number }> = [];
+  const baselineRuns: Array<ClosedLoopResult & { cpuMsPerRequest?: number }> = [];
   for (let i = 0; i < size.runs; i++) {
     if (baseline) {
-      const base = await closedLoop(target(baseline.ready.url, `${label}-base-${Date.now()}-${i}`), size.runS);
+      const base = await closedLoop(target(baseline.ready.url, `${label}-base-${Date.now()}-${i}`), size.runS, baseline.process.pid);
       baselineRuns.push(base);
-      log(`${label} baseline run ${i + 1}: ${round(base.acceptedPerS)} /s (p99 ${base.latencyMs.p99} ms, non-2xx ${base.non2xx}, errors ${base.errors})`);
+      log(`${label} baseline run ${i + 1}: ${round(base.acceptedPerS)} /s, ${base.cpuMsPerRequest} ms CPU each (p99 ${base.latencyMs.p99} ms, non-2xx ${base.non2xx}, errors ${base.errors})`);
     }
-    const run = await closedLoop(target(gateway.url, `${label}-run${i}`), size.runS);
+    // The gateway's CPU per webhook includes the background work of earlier webhooks (their calls).
+    const run = await closedLoop(target(gateway.url, `${label}-run${i}`), size.runS, gateway.pid);
     runs.push(run);
     accepted += run.accepted;
     offset += run.accepted + run.non2xx;
-    log(`${label} gateway run ${i + 1}: ${round(run.acceptedPerS)} /s (p99 ${run.latencyMs.p99} ms, non-2xx ${run.non2xx}, errors ${run.errors})`);
+    log(`${label} gateway run ${i + 1}: ${round(run.acceptedPerS)} /s, ${run.cpuMsPerRequest} ms CPU each (p99 ${run.latencyMs.p99} ms, non-2xx ${run.non2xx}, errors ${run.errors})`);
     await waitAlarmsSettled(gateway);
   }
   return {
@@ -238,6 +242,16 @@ async function incomingCalls(label: string, gateway: BenchGateway, speakers: Ben
 
 // ---- the run ------------------------------------------------------------------------------------
 
+/** Runs one group of scenarios; a failure is reported in the results and the next group still runs. */
+async function scenario(name: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    log(`${name} failed: ${(error as Error).stack ?? String(error)}`);
+    figures.push({ id: name, name: `${name} could not be measured: ${(error as Error).message}`, value: Number.NaN, unit: '', target: '', met: false });
+  }
+}
+
 async function main(): Promise<void> {
   log(`${quick ? 'quick' : 'full'} run against ${databaseUrl.replace(/:[^:@/]+@/, ':***@')} and PGlite${profileDir ? `, profiling into ${profileDir}` : ''}`);
   const machine = await describeMachine();
@@ -249,7 +263,7 @@ async function main(): Promise<void> {
   let s3Result: Awaited<ReturnType<typeof incomingCalls>> | undefined;
 
   // S1, S3, S7: 10,000 sensors, PostgreSQL, mock telephony.
-  if (wants('S1') || wants('S3') || wants('S7')) {
+  if (wants('S1') || wants('S3') || wants('S7')) await scenario('S1, S3, S7', async () => {
     const schema = 'bench_10k';
     const storage = await freshPostgres(schema);
     await storage.withSession(async (s) => {
@@ -259,6 +273,7 @@ async function main(): Promise<void> {
     const keys = await storage.withSession(createKeys);
     log(`S1: ${size.sensors} sensors with a rule, ${size.numbers} numbers with 3 speakers each`);
     const gateway = await startBenchGateway({ ...gatewayEnv, DATABASE_URL: gatewayUrlFor(schema) }, { cpuProfileDir: profileDir });
+    children.push(gateway);
     const baseline = await startChild<{ url: string }>('baseline-server.ts', [databaseUrl, schema]);
     children.push(baseline);
     s1Result = await webhookThroughput('S1', gateway, baseline, keys, size.sensors);
@@ -275,7 +290,7 @@ async function main(): Promise<void> {
       ratio: s1Result.baseline ? round(s1Result.gateway / s1Result.baseline, 2) : undefined,
       target: '≥ 1.0× baseline (stretch ≥ 2×), every 202 durable',
       met: s1Result.baseline !== undefined && s1Result.gateway >= s1Result.baseline && s1Check.lost === 0,
-      note: `median of ${size.runs} × ${size.runS} s; gateway p99 ${median(s1Result.runs.map((r) => r.latencyMs.p99))} ms; verified: ${s1Check.deviceEvents} events for ${s1Check.accepted202} 202s, ${s1Check.alarms} alarms, lost ${s1Check.lost}`,
+      note: `median of ${size.runs} × ${size.runS} s; gateway p99 ${median(s1Result.runs.map((r) => r.latencyMs.p99))} ms; CPU per request: gateway ${median(s1Result.runs.map((r) => r.cpuMsPerRequest ?? Number.NaN))} ms, baseline ${median(s1Result.baselineRuns.map((r) => r.cpuMsPerRequest ?? Number.NaN))} ms; verified: ${s1Check.deviceEvents} events for ${s1Check.accepted202} 202s, ${s1Check.alarms} alarms, lost ${s1Check.lost}`,
     });
     log(`S1 check: ${JSON.stringify(s1Check)}`);
 
@@ -295,10 +310,10 @@ async function main(): Promise<void> {
     figures.push({ id: 'S7', name: 'Peak resident memory of the gateway during S1 and S3 (VmHWM)', value: round(peak), unit: 'MB', target: '≤ 200 MB', met: peak <= 200 });
     await gateway.stop();
     await storage.close();
-  }
+  });
 
   // S2: webhook -> originate reaching the Event Socket peer, at half of S1's rate.
-  if (wants('S2')) {
+  if (wants('S2')) await scenario('S2', async () => {
     const rate = options.rate ? Number(options.rate) : Math.max(10, Math.round((s1Gateway ?? 200) / 2));
     const schema = 'bench_esl';
     const storage = await freshPostgres(schema);
@@ -310,6 +325,7 @@ async function main(): Promise<void> {
       { ADMIN_API_KEY: ADMIN_KEY, TELEPHONY: 'freeswitch', FREESWITCH_ESL_URL: esl.ready.eslUrl, FREESWITCH_ESL_PASSWORD: 'ClueCon', DATABASE_URL: gatewayUrlFor(schema) },
       { cpuProfileDir: profileDir },
     );
+    children.push(gateway);
     await waitFor('the gateway to reach FreeSWITCH', async () => (await fetch(`${gateway.url}/readyz`)).ok, 15_000);
     log(`S2: webhooks at ${rate}/s through FreeSWITCH (Event Socket peer)`);
     const prefix = `S2-${Date.now()}`;
@@ -347,10 +363,10 @@ async function main(): Promise<void> {
     await gateway.stop();
     await esl.stop();
     await storage.close();
-  }
+  });
 
   // S4 and S5: a million sensors, then ten million event-log rows.
-  if (wants('S4') || wants('S5')) {
+  if (wants('S4') || wants('S5')) await scenario('S4, S5', async () => {
     const schema = 'bench_big';
     const storage = await freshPostgres(schema);
     let t = Date.now();
@@ -361,6 +377,7 @@ async function main(): Promise<void> {
     const keys = await storage.withSession(createKeys);
     log(`S4: ${size.bigSensors.toLocaleString('en')} sensors with a rule loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
     const gateway = await startBenchGateway({ ...gatewayEnv, DATABASE_URL: gatewayUrlFor(schema) }, { cpuProfileDir: profileDir });
+    children.push(gateway);
     if (wants('S4')) {
       const big = await webhookThroughput('S4', gateway, undefined, keys, size.bigSensors);
       const check = await checkIntake(storage, big.accepted);
@@ -433,10 +450,10 @@ async function main(): Promise<void> {
     }
     await gateway.stop();
     await storage.close();
-  }
+  });
 
   // S6: S1 on the embedded PGlite.
-  if (wants('S6')) {
+  if (wants('S6')) await scenario('S6', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'tig-bench-'));
     const gatewayDir = path.join(root, 'gateway');
     const storage = await freshPGlite(gatewayDir);
@@ -444,6 +461,7 @@ async function main(): Promise<void> {
     const keys = await storage.withSession(createKeys);
     await storage.close();
     const gateway = await startBenchGateway({ ...gatewayEnv, DATA_DIR: gatewayDir, DATABASE_URL: '' }, { cpuProfileDir: profileDir });
+    children.push(gateway);
     const baseline = await startChild<{ url: string }>('baseline-server.ts', [path.join(root, 'baseline')]);
     children.push(baseline);
     const pglite = await webhookThroughput('S6', gateway, baseline, keys, size.sensors);
@@ -466,7 +484,7 @@ async function main(): Promise<void> {
       met: pglite.gateway >= 500 && check.lost === 0,
       note: `median of ${size.runs} × ${size.runS} s; verified: ${check.deviceEvents} events for ${check.accepted202} 202s, ${check.alarms} alarms, lost ${check.lost}; the gateway was stopped with alarms still ringing (${check.callsOpen} calls open are counted as lost)`,
     });
-  }
+  });
 
   const results: BenchResults = {
     date: new Date().toISOString(),

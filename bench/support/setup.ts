@@ -15,6 +15,7 @@ const pad = (expression: string) => `lpad((${expression})::text, 7, '0')`;
 
 export async function loadSensors(session: ScriptSession, count: number): Promise<void> {
   await session.script(`
+    set statement_timeout = 0;
     insert into devices (device_id, type, msisdn)
       select 'smoke-' || ${pad('g')}, 'sensor_smoke', '+7900' || ${pad('g')} from generate_series(0, ${count - 1}) g;
     insert into rules (name, event_type, device_id, action, cooldown_s)
@@ -55,6 +56,8 @@ export async function loadEventLogs(session: ScriptSession, rows: number, device
     `select indexname as name, indexdef as definition from pg_indexes
       where schemaname = current_schema() and tablename = 'event_logs' and indexname <> 'event_logs_pkey'`,
   );
+  // Bulk work: no statement timeout for this session (the product's pool sets 15 s).
+  await session.script('set statement_timeout = 0');
   for (const index of indexes) await session.script(`drop index "${index.name}"`);
   const step = (days * 86_400_000) / rows;
   await session.script(`
