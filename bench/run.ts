@@ -460,6 +460,7 @@ async function main(): Promise<void> {
     await storage.withSession((s) => loadSensors(s, size.sensors));
     const keys = await storage.withSession(createKeys);
     await storage.close();
+    log(`S6: PGlite in ${root} loaded with ${size.sensors} sensors; starting the gateway and the baseline on PGlite`);
     const gateway = await startBenchGateway({ ...gatewayEnv, DATA_DIR: gatewayDir, DATABASE_URL: '' }, { cpuProfileDir: profileDir });
     children.push(gateway);
     const baseline = await startChild<{ url: string }>('baseline-server.ts', [path.join(root, 'baseline')]);

@@ -33,7 +33,7 @@ export async function startChild<Ready>(
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return watch<Ready>(child, options.timeoutMs ?? 60_000, options.waitReady ?? true);
+  return watch<Ready>(child, options.timeoutMs ?? 180_000, options.waitReady ?? true);
 }
 
 /** Watches an already spawned child for READY/RESULT lines. */

@@ -32,7 +32,7 @@ export async function startBenchGateway(env: Record<string, string>, options: { 
     }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const watched = await watch<string>(child, 60_000, true, /is running on (http:\/\/\S+)/);
+  const watched = await watch<string>(child, 180_000, true, /is running on (http:\/\/\S+)/);
   const pid = child.pid!;
   return {
     url: watched.ready.replace('localhost', '127.0.0.1'),
