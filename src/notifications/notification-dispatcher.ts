@@ -388,7 +388,8 @@ export class NotificationDispatcher {
   async #recordDelivered(batch: DeliveredOutcome[]): Promise<void> {
     try {
       await transactionWithEventLog(this.deps.db, async (trx) => {
-        const values = batch.map(({ job, at }) => {
+        // In id order, as every multi-row write of notifications should be, so two never deadlock.
+        const values = [...batch].sort((a, b) => (a.job.row.id < b.job.row.id ? -1 : 1)).map(({ job, at }) => {
           const latency = Math.min(Math.max(0, at.getTime() - job.row.created_at.getTime()), 2_147_483_647);
           return sql`(${job.row.id}::uuid, ${at}::timestamptz, ${latency}::int)`;
         });
