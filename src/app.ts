@@ -120,7 +120,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.removeContentTypeParser('text/plain');
 
   const db = storage.db;
-  const apiKeys = new ApiKeyService(db, config.ADMIN_API_KEY);
+  const apiKeys = new ApiKeyService(db, config.ADMIN_API_KEY, { cacheTtlMs: config.API_KEY_CACHE_TTL_MS });
   const policy = new OutboundPolicy(config.OUTBOUND_ALLOW_HOSTS);
   const devices = new DevicesService(db, config.DEFAULT_COUNTRY, policy);
   const rules = new RulesService(db, devices);

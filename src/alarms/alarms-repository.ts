@@ -19,21 +19,20 @@ export async function insertAlarmIfNoneActive(db: DbOrTrx, row: Insertable<Datab
     .executeTakeFirst();
 }
 
-/** The start time of the latest alarm of a rule for a device (for the cooldown). */
-export async function lastAlarmStart(db: DbOrTrx, ruleId: number, deviceId: string): Promise<Date | undefined> {
-  const row = await db
+/**
+ * The active alarm of a rule for a device if there is one (at most one can be), else the latest
+ * one (for the cooldown), in one query.
+ */
+export async function currentOrLatestAlarm(db: DbOrTrx, ruleId: number, deviceId: string): Promise<Pick<AlarmRow, 'id' | 'status' | 'started_at'> | undefined> {
+  return db
     .selectFrom('alarms')
-    .select('started_at')
+    .select(['id', 'status', 'started_at'])
     .where('rule_id', '=', ruleId)
     .where('device_id', '=', deviceId)
+    .orderBy(sql`status = 'active'`, 'desc')
     .orderBy('started_at', 'desc')
     .limit(1)
     .executeTakeFirst();
-  return row?.started_at;
-}
-
-export async function findActiveAlarm(db: DbOrTrx, ruleId: number, deviceId: string): Promise<AlarmRow | undefined> {
-  return db.selectFrom('alarms').selectAll().where('rule_id', '=', ruleId).where('device_id', '=', deviceId).where('status', '=', 'active').executeTakeFirst();
 }
 
 export async function findAlarm(db: DbOrTrx, id: string, options: { forUpdate?: boolean } = {}): Promise<AlarmRow | undefined> {

@@ -34,10 +34,9 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
   return {
     async trigger(trx, { rule, device, event, trace, effects }) {
       const now = clock.now();
-      const active = await repository.findActiveAlarm(trx, rule.id, device.device_id);
-      if (active) return { outcome: 'suppressed', reason: 'active_alarm', alarmId: active.id };
-      const last = await repository.lastAlarmStart(trx, rule.id, device.device_id);
-      if (last && now.getTime() - last.getTime() < rule.cooldown_s * 1000) return { outcome: 'suppressed', reason: 'cooldown' };
+      const latest = await repository.currentOrLatestAlarm(trx, rule.id, device.device_id);
+      if (latest?.status === 'active') return { outcome: 'suppressed', reason: 'active_alarm', alarmId: latest.id };
+      if (latest && now.getTime() - latest.started_at.getTime() < rule.cooldown_s * 1000) return { outcome: 'suppressed', reason: 'cooldown' };
       const alarm = await repository.insertAlarmIfNoneActive(trx, {
         id: randomUUID(),
         rule_id: rule.id,

@@ -13,13 +13,25 @@ export interface CreatedApiKey {
   key: string;
 }
 
+/** Most keys remembered at once; the least recently used is forgotten first. */
+const CACHE_ENTRIES = 1_000;
+
 export class ApiKeyService {
   readonly #db: Db;
   readonly #environmentKeyHash: Buffer | undefined;
+  readonly #cacheTtlMs: number;
+  /**
+   * Keys that authenticated recently, by the hex SHA-256 of the key: every request otherwise reads
+   * the database before anything else. Only valid keys are kept (an unknown key is looked up every
+   * time, so a flood of wrong keys cannot fill it), for at most API_KEY_CACHE_TTL_MS; a revoke in
+   * this process forgets the key at once, a revoke on another instance is seen within the TTL.
+   */
+  readonly #cache = new Map<string, { principal: Principal; expiresAt: number }>();
 
-  constructor(db: Db, environmentAdminKey?: string) {
+  constructor(db: Db, environmentAdminKey?: string, options: { cacheTtlMs?: number } = {}) {
     this.#db = db;
     this.#environmentKeyHash = environmentAdminKey ? hashApiKey(environmentAdminKey) : undefined;
+    this.#cacheTtlMs = options.cacheTtlMs ?? 0;
   }
 
   async create(input: { role: Role; name: string }, trace: Trace): Promise<CreatedApiKey> {
@@ -56,6 +68,7 @@ export class ApiKeyService {
         );
       }
       await repository.revokeApiKey(trx, id);
+      this.#forget(id);
       await appendEvent(trx, {
         type: 'api_key.revoked',
         status: 'ok',
@@ -73,11 +86,31 @@ export class ApiKeyService {
     if (this.#environmentKeyHash && sameHash(hash, this.#environmentKeyHash)) {
       return { role: 'admin', keyId: null, name: 'ADMIN_API_KEY' };
     }
+    const cacheKey = hash.toString('hex');
+    const cached = this.#cache.get(cacheKey);
+    if (cached) {
+      this.#cache.delete(cacheKey);
+      if (cached.expiresAt > Date.now()) {
+        this.#cache.set(cacheKey, cached); // most recently used last
+        return cached.principal;
+      }
+    }
     const candidates = await repository.findActiveKeysByPrefix(this.#db, keyPrefix(presented));
     let match: ApiKeyRow | undefined;
     // Compare against every candidate so the time taken does not depend on which one matched.
     for (const row of candidates) if (sameHash(hash, row.key_hash)) match = row;
-    return match ? { role: match.role as Role, keyId: match.id, name: match.name } : null;
+    if (!match) return null;
+    const principal: Principal = { role: match.role as Role, keyId: match.id, name: match.name };
+    if (this.#cacheTtlMs > 0) {
+      this.#cache.set(cacheKey, { principal, expiresAt: Date.now() + this.#cacheTtlMs });
+      if (this.#cache.size > CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
+    }
+    return principal;
+  }
+
+  /** Drops a revoked key from the cache (a revoke takes effect at once in this process). */
+  #forget(keyId: number): void {
+    for (const [cacheKey, entry] of this.#cache) if (entry.principal.keyId === keyId) this.#cache.delete(cacheKey);
   }
 
   /**

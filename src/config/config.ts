@@ -20,6 +20,13 @@ export const ConfigSchema = Type.Object({
   ADMIN_API_KEY: Type.Optional(
     Type.String({ minLength: 24, description: 'An admin key accepted in addition to stored keys (at least 24 characters). Unset and no admin key stored: the first start creates one and prints it once.' }),
   ),
+  API_KEY_CACHE_TTL_MS: Type.Integer({
+    minimum: 0,
+    maximum: 300_000,
+    default: 10_000,
+    description:
+      'How long a valid API key is remembered in memory, sparing a database read per request. A revoke takes effect at once on the instance that revoked it and within this time on the others; `0` reads the database every time.',
+  }),
   LOG_LEVEL: Type.Union(
     [
       Type.Literal('fatal'),

@@ -13,7 +13,8 @@ import type { Db } from '../storage/database.js';
 import type { DeviceEventsService } from './device-events-service.js';
 import { verifySignature, type Webhook } from './webhook-signature.js';
 
-const DeviceEventBody = Type.Object(
+/** The webhook body; exported for the bench baseline, which validates the same schema. */
+export const DeviceEventBody = Type.Object(
   {
     event_id: Type.String({
       minLength: 1,

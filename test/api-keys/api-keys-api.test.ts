@@ -73,6 +73,29 @@ describe('API keys', () => {
     expect((await t.request({ method: 'DELETE', url: `/api/v1/api-keys/${created.id}` })).statusCode).toBe(204);
   });
 
+  it('remembers valid keys for API_KEY_CACHE_TTL_MS: a revoke on another instance reaches this one within that time', async () => {
+    // Two more gateways on the same database: one remembering keys (the default), one reading the database every time.
+    const caching = await createTestApp({}, { database: t.database });
+    const uncached = await createTestApp({ API_KEY_CACHE_TTL_MS: '0' }, { database: t.database });
+    try {
+      const created = (await t.request({ method: 'POST', url: '/api/v1/api-keys', payload: { role: 'admin', name: 'shared' } })).json();
+      for (const instance of [caching, uncached]) {
+        expect((await instance.request({ method: 'GET', url: '/api/v1/devices', key: created.key })).statusCode).toBe(200);
+      }
+      expect((await t.request({ method: 'DELETE', url: `/api/v1/api-keys/${created.id}` })).statusCode).toBe(204);
+      // At once where it was revoked and where nothing is remembered; the caching instance still
+      // knows the key as valid until its entry expires (10 s by default).
+      expect((await t.request({ method: 'GET', url: '/api/v1/devices', key: created.key })).statusCode).toBe(401);
+      expect((await uncached.request({ method: 'GET', url: '/api/v1/devices', key: created.key })).statusCode).toBe(401);
+      expect((await caching.request({ method: 'GET', url: '/api/v1/devices', key: created.key })).statusCode).toBe(200);
+      // A wrong key is never remembered: each attempt is checked (and logged) again.
+      expect((await caching.request({ method: 'GET', url: '/api/v1/devices', key: `${created.key.slice(0, -2)}xx` })).statusCode).toBe(401);
+    } finally {
+      await caching.app.close();
+      await uncached.app.close();
+    }
+  });
+
   it('answers 404 for an unknown key id and 422 for a malformed one', async () => {
     expect((await t.request({ method: 'DELETE', url: '/api/v1/api-keys/999999' })).json().code).toBe('api_key_not_found');
     expect((await t.request({ method: 'DELETE', url: '/api/v1/api-keys/abc' })).statusCode).toBe(422);

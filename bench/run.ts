@@ -1,0 +1,524 @@
+/**
+ * `npm run bench` (full, about 10 minutes) and `npm run bench -- --quick` (about 2 minutes).
+ *
+ * Runs the gateway as the real process against the real PostgreSQL (BENCH_DATABASE_URL, default
+ * the local server's `bench` database, one schema per scenario) and the embedded PGlite, with the
+ * load generators and the fake peers (speakers, FreeSWITCH Event Socket) in processes of their
+ * own, next to the baseline (bench/baseline-server.ts) measured in the same run on the same
+ * database. Checks at the end of each scenario that every accepted request's work exists.
+ * Prints a table, writes JSON, and (full runs) regenerates docs/benchmarks.md.
+ *
+ * Options: --quick (smaller sizes, shorter runs), --profile (gateways run with --cpu-prof; the
+ * profiles and their hot spots land in bench/results/profiles), --only S1,S3,... (a subset; S4 and
+ * S5 share their data, S2 needs S1's rate or --rate), --docs (write docs/ even in quick mode).
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'kysely';
+import { openStorage, quoteIdent, type Storage } from '../src/storage/database.js';
+import { migrate } from '../src/storage/migrate.js';
+import type { ClosedLoopResult } from './load/closed-loop.js';
+import type { LoadTarget } from './load/bodies.js';
+import { sensorId } from './load/bodies.js';
+import type { PacedResult } from './load/paced.js';
+import type { OriginateRecord } from './peers/esl.js';
+import type { SpeakerRecord } from './peers/speakers.js';
+import { repoRoot, startChild, type BenchChild } from './support/child.js';
+import { nowMs } from './support/clock.js';
+import { cpuSeconds, startBenchGateway, type BenchGateway } from './support/gateway.js';
+import { writeReport, type BenchResults, type Figure } from './support/report.js';
+import { summarizeProfile } from './support/profile.js';
+import { createKeys, loadEventLogs, loadSensors, loadSpeakers, type BenchKeys } from './support/setup.js';
+import { median, percentile, round, summarize } from './support/stats.js';
+
+const { values: options } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    docs: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    rate: { type: 'string' },
+  },
+});
+const quick = options.quick;
+const only = options.only ? new Set(options.only.split(',').map((s) => s.trim().toUpperCase())) : undefined;
+const wants = (scenario: string) => !only || only.has(scenario);
+
+const size = quick
+  ? { runs: 2, runS: 4, warmupS: 2, pacedS: 5, sensors: 10_000, numbers: 1_000, bigSensors: 100_000, logRows: 1_000_000, queries: 100 }
+  : { runs: 3, runS: 10, warmupS: 3, pacedS: 10, sensors: 10_000, numbers: 1_000, bigSensors: 1_000_000, logRows: 10_000_000, queries: 300 };
+const CONNECTIONS = 50;
+const S3_RATE = 200;
+const ADMIN_KEY = `tig_bench_admin_${'x'.repeat(24)}`;
+const SPEAKER_SECRET = `whsec_${Buffer.from('bench speakers share this secret!').toString('base64')}`;
+const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/bench';
+const resultsDir = path.join(repoRoot, 'bench', 'results');
+const profileDir = options.profile ? path.join(resultsDir, 'profiles', new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
+mkdirSync(resultsDir, { recursive: true });
+
+const started = Date.now();
+const log = (message: string) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(3)} s] ${message}`);
+const children: Array<{ stop(): Promise<void> }> = [];
+const figures: Figure[] = [];
+const details: Record<string, unknown> = {};
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+function gatewayUrlFor(schema: string): string {
+  return `${databaseUrl}${databaseUrl.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+}
+
+/** A fresh, migrated schema on PostgreSQL (or a fresh PGlite folder), open in this process for setup. */
+async function freshPostgres(schema: string): Promise<Storage> {
+  const admin = await openStorage({ databaseUrl });
+  await admin.withSession((session) => session.script(`drop schema if exists ${quoteIdent(schema)} cascade`));
+  await admin.close();
+  const storage = await openStorage({ databaseUrl, schema, poolSize: 2 });
+  await migrate(storage);
+  return storage;
+}
+
+async function freshPGlite(dir: string): Promise<Storage> {
+  rmSync(dir, { recursive: true, force: true });
+  const storage = await openStorage({ dataDir: dir });
+  await migrate(storage);
+  return storage;
+}
+
+/** A closed-loop run; with `pid`, also the CPU that process used per accepted request (ms). */
+async function closedLoop(target: LoadTarget, durationS: number, pid?: number): Promise<ClosedLoopResult & { cpuMsPerRequest?: number }> {
+  const before = pid ? cpuSeconds(pid) : 0;
+  const child = await startChild('load/closed-loop.ts', [JSON.stringify({ ...target, connections: CONNECTIONS, durationS })], { waitReady: false });
+  const result = await child.result<ClosedLoopResult>();
+  return pid ? { ...result, cpuMsPerRequest: round(((cpuSeconds(pid) - before) * 1000) / Math.max(1, result.accepted), 2) } : result;
+}
+
+async function paced(target: LoadTarget, rate: number, durationS: number): Promise<PacedResult> {
+  const child = await startChild('load/paced.ts', [JSON.stringify({ ...target, rate, durationS })], { waitReady: false });
+  return child.result<PacedResult>();
+}
+
+async function getJson<T>(url: string, key?: string): Promise<T> {
+  const response = await fetch(url, key ? { headers: { 'x-api-key': key } } : {});
+  if (!response.ok) throw new Error(`GET ${url}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await sleep(250);
+  }
+  log(`gave up waiting for ${what} after ${timeoutMs / 1000} s`);
+  return false;
+}
+
+/** Alarms settle (the mock or the peer answers their calls, and require_ack is false). */
+async function waitAlarmsSettled(gateway: BenchGateway, timeoutMs = 60_000): Promise<boolean> {
+  return waitFor(
+    'alarms to settle',
+    async () => (await getJson<{ items: unknown[] }>(`${gateway.url}/api/v1/alarms?status=active&limit=1`, ADMIN_KEY)).items.length === 0,
+    timeoutMs,
+  );
+}
+
+interface IntakeCheck {
+  accepted202: number;
+  deviceEvents: number;
+  alarms: number;
+  alarmIdsAnswered: number;
+  alarmsWithoutCall: number;
+  callsOpen: number;
+  callsCompleted: number;
+  lost: number;
+  extra: number;
+}
+
+async function checkIntake(storage: Storage, accepted202: number): Promise<IntakeCheck> {
+  const [row] = await storage.withSession((session) =>
+    session.query<Record<string, number>>(`select
+      (select count(*) from device_events)::int as "deviceEvents",
+      (select coalesce(sum(jsonb_array_length(outcome->'alarm_ids')), 0) from device_events)::int as "alarmIdsAnswered",
+      (select count(*) from alarms)::int as alarms,
+      (select count(*) from alarms a where not exists (select 1 from calls c where c.alarm_id = a.id))::int as "alarmsWithoutCall",
+      (select count(*) from calls where status in ('queued', 'dialing', 'ringing', 'answered'))::int as "callsOpen",
+      (select count(*) from calls where status = 'completed')::int as "callsCompleted"`),
+  );
+  const r = row!;
+  return {
+    accepted202,
+    deviceEvents: r.deviceEvents!,
+    alarms: r.alarms!,
+    alarmIdsAnswered: r.alarmIdsAnswered!,
+    alarmsWithoutCall: r.alarmsWithoutCall!,
+    callsOpen: r.callsOpen!,
+    callsCompleted: r.callsCompleted!,
+    // Every 202 must be a committed event whose alarms exist and were dialled.
+    lost: Math.max(0, accepted202 - r.deviceEvents!) + Math.abs(r.alarmIdsAnswered! - r.alarms!) + r.alarmsWithoutCall! + r.callsOpen!,
+    extra: Math.max(0, r.deviceEvents! - accepted202),
+  };
+}
+
+/**
+ * S1 on one database: warm-up, then baseline and gateway runs alternately (the gateway's
+ * background work from one run settles before the baseline's next), medians of each.
+ */
+async function webhookThroughput(
+  label: string,
+  gateway: BenchGateway,
+  baseline: BenchChild<{ url: string }> | undefined,
+  keys: BenchKeys,
+  population: number,
+): Promise<{ gateway: number; baseline: number | undefined; accepted: number; runs: Array<ClosedLoopResult & { cpuMsPerRequest?: number }>; baselineRuns: Array<ClosedLoopResult & { cpuMsPerRequest?: number }> }> {
+  let offset = 0;
+  let accepted = 0;
+  const target = (url: string, prefix: string): LoadTarget => ({ kind: 'webhook', url, key: keys.webhook, idPrefix: prefix, population, offset });
+  const warm = await closedLoop(target(gateway.url, `${label}-warm`), size.warmupS);
+  accepted += warm.accepted;
+  offset += warm.accepted + warm.non2xx;
+  if (baseline) await closedLoop(target(baseline.ready.url, `${label}-base-warm-${Date.now()}`), size.warmupS);
+  await waitAlarmsSettled(gateway);
+  const runs: Array<ClosedLoopResult & { cpuMsPerRequest?: number }> = [];
+  const baselineRuns: Array<ClosedLoopResult & { cpuMsPerRequest?: number }> = [];
+  for (let i = 0; i < size.runs; i++) {
+    if (baseline) {
+      const base = await closedLoop(target(baseline.ready.url, `${label}-base-${Date.now()}-${i}`), size.runS, baseline.process.pid);
+      baselineRuns.push(base);
+      log(`${label} baseline run ${i + 1}: ${round(base.acceptedPerS)} /s, ${base.cpuMsPerRequest} ms CPU each (p99 ${base.latencyMs.p99} ms, non-2xx ${base.non2xx}, errors ${base.errors})`);
+    }
+    // The gateway's CPU per webhook includes the background work of earlier webhooks (their calls).
+    const run = await closedLoop(target(gateway.url, `${label}-run${i}`), size.runS, gateway.pid);
+    runs.push(run);
+    accepted += run.accepted;
+    offset += run.accepted + run.non2xx;
+    log(`${label} gateway run ${i + 1}: ${round(run.acceptedPerS)} /s, ${run.cpuMsPerRequest} ms CPU each (p99 ${run.latencyMs.p99} ms, non-2xx ${run.non2xx}, errors ${run.errors})`);
+    await waitAlarmsSettled(gateway);
+  }
+  return {
+    gateway: median(runs.map((r) => r.acceptedPerS)),
+    baseline: baseline ? median(baselineRuns.map((r) => r.acceptedPerS)) : undefined,
+    accepted,
+    runs,
+    baselineRuns,
+  };
+}
+
+async function speakerRecords(speakers: BenchChild<{ url: string }>): Promise<SpeakerRecord[]> {
+  return (await getJson<{ records: SpeakerRecord[] }>(`${speakers.ready.url}/_records`)).records;
+}
+
+/** S3: incoming calls at 200/s, each announced on the number's three speakers. */
+async function incomingCalls(label: string, gateway: BenchGateway, speakers: BenchChild<{ url: string }>, keys: BenchKeys, storage: Storage | undefined) {
+  const prefix = `${label}-${Date.now()}`;
+  const result = await paced({ kind: 'incoming-call', url: gateway.url, key: keys.telephony, idPrefix: prefix, population: size.numbers, offset: 0 }, S3_RATE, size.pacedS);
+  const expected = result.accepted * 3;
+  const sentAt = new Map(result.sends.map(([id, at]) => [id, at]));
+  let mine: SpeakerRecord[] = [];
+  await waitFor(
+    `${label} notifications`,
+    async () => {
+      mine = (await speakerRecords(speakers)).filter((r) => r.callId.startsWith(`${prefix}-`));
+      return new Set(mine.map((r) => `${r.callId}/${r.deviceId}`)).size >= expected;
+    },
+    60_000,
+  );
+  const distinct = new Set(mine.map((r) => `${r.callId}/${r.deviceId}`)).size;
+  const latencies = mine.map((r) => r.at - sentAt.get(r.callId)!);
+  let delivered: number | undefined;
+  if (storage) {
+    const [row] = await storage.withSession((s) =>
+      s.query<{ n: number }>(`select count(*)::int as n from notifications where status = 'delivered' and call_id like $1`, [`${prefix}-%`]),
+    );
+    delivered = row!.n;
+  }
+  const check = { sent: result.sent, accepted202: result.accepted, statuses: result.statuses, errors: result.errors, expectedNotifications: expected, received: mine.length, distinct, deliveredInDb: delivered, lost: expected - distinct, duplicates: mine.length - distinct, loadLagMaxMs: round(result.maxLagMs, 2) };
+  log(`${label}: ${result.accepted}/${result.sent} calls accepted, ${distinct}/${expected} notifications, p99 ${round(percentile(latencies, 99), 2)} ms`);
+  return { latency: summarize(latencies), response: result.response, check };
+}
+
+// ---- the run ------------------------------------------------------------------------------------
+
+/** Runs one group of scenarios; a failure is reported in the results and the next group still runs. */
+async function scenario(name: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    log(`${name} failed: ${(error as Error).stack ?? String(error)}`);
+    figures.push({ id: name, name: `${name} could not be measured: ${(error as Error).message}`, value: Number.NaN, unit: '', target: '', met: false });
+  }
+}
+
+async function main(): Promise<void> {
+  log(`${quick ? 'quick' : 'full'} run against ${databaseUrl.replace(/:[^:@/]+@/, ':***@')} and PGlite${profileDir ? `, profiling into ${profileDir}` : ''}`);
+  const machine = await describeMachine();
+  const speakers = await startChild<{ url: string }>('peers/speakers.ts', [SPEAKER_SECRET]);
+  children.push(speakers);
+  const gatewayEnv = { ADMIN_API_KEY: ADMIN_KEY, TELEPHONY: 'mock' };
+  let s1Gateway: number | undefined;
+  let s1Result: Awaited<ReturnType<typeof webhookThroughput>> | undefined;
+  let s3Result: Awaited<ReturnType<typeof incomingCalls>> | undefined;
+
+  // S1, S3, S7: 10,000 sensors, PostgreSQL, mock telephony.
+  if (wants('S1') || wants('S3') || wants('S7')) await scenario('S1, S3, S7', async () => {
+    const schema = 'bench_10k';
+    const storage = await freshPostgres(schema);
+    await storage.withSession(async (s) => {
+      await loadSensors(s, size.sensors);
+      await loadSpeakers(s, size.numbers, speakers.ready.url, SPEAKER_SECRET);
+    });
+    const keys = await storage.withSession(createKeys);
+    log(`S1: ${size.sensors} sensors with a rule, ${size.numbers} numbers with 3 speakers each`);
+    const gateway = await startBenchGateway({ ...gatewayEnv, DATABASE_URL: gatewayUrlFor(schema) }, { cpuProfileDir: profileDir });
+    children.push(gateway);
+    const baseline = await startChild<{ url: string }>('baseline-server.ts', [databaseUrl, schema]);
+    children.push(baseline);
+    s1Result = await webhookThroughput('S1', gateway, baseline, keys, size.sensors);
+    s1Gateway = s1Result.gateway;
+    await baseline.stop();
+    const s1Check = await checkIntake(storage, s1Result.accepted);
+    details.S1 = { ...s1Result, check: s1Check };
+    figures.push({
+      id: 'S1',
+      name: `Smoke webhooks, ${size.sensors.toLocaleString('en')} sensors with a rule, ${CONNECTIONS} clients (PostgreSQL)`,
+      value: round(s1Result.gateway),
+      unit: 'webhooks/s',
+      baseline: s1Result.baseline === undefined ? undefined : round(s1Result.baseline),
+      ratio: s1Result.baseline ? round(s1Result.gateway / s1Result.baseline, 2) : undefined,
+      target: '≥ 1.0× baseline (stretch ≥ 2×), every 202 durable',
+      met: s1Result.baseline !== undefined && s1Result.gateway >= s1Result.baseline && s1Check.lost === 0,
+      note: `median of ${size.runs} × ${size.runS} s; gateway p99 ${median(s1Result.runs.map((r) => r.latencyMs.p99))} ms; CPU per request: gateway ${median(s1Result.runs.map((r) => r.cpuMsPerRequest ?? Number.NaN))} ms, baseline ${median(s1Result.baselineRuns.map((r) => r.cpuMsPerRequest ?? Number.NaN))} ms; verified: ${s1Check.deviceEvents} events for ${s1Check.accepted202} 202s, ${s1Check.alarms} alarms, lost ${s1Check.lost}`,
+    });
+    log(`S1 check: ${JSON.stringify(s1Check)}`);
+
+    s3Result = await incomingCalls('S3', gateway, speakers, keys, storage);
+    details.S3 = s3Result;
+    figures.push({
+      id: 'S3',
+      name: `Incoming calls at ${S3_RATE}/s, 3 HTTP speakers per number: POST → each signed notification received`,
+      value: s3Result.latency.p99,
+      unit: 'ms p99',
+      target: 'p99 ≤ 20 ms, 0 lost',
+      met: s3Result.latency.p99 <= 20 && s3Result.check.lost === 0 && s3Result.check.accepted202 === s3Result.check.sent,
+      note: `p50 ${s3Result.latency.p50} ms; ${s3Result.check.distinct}/${s3Result.check.expectedNotifications} notifications, lost ${s3Result.check.lost}, duplicates ${s3Result.check.duplicates}`,
+    });
+    const peak = gateway.peakRssMb();
+    details.S7 = { peakRssMb: peak };
+    figures.push({ id: 'S7', name: 'Peak resident memory of the gateway during S1 and S3 (VmHWM)', value: round(peak), unit: 'MB', target: '≤ 200 MB', met: peak <= 200 });
+    await gateway.stop();
+    await storage.close();
+  });
+
+  // S2: webhook -> originate reaching the Event Socket peer, at half of S1's rate.
+  if (wants('S2')) await scenario('S2', async () => {
+    const rate = options.rate ? Number(options.rate) : Math.max(10, Math.round((s1Gateway ?? 200) / 2));
+    const schema = 'bench_esl';
+    const storage = await freshPostgres(schema);
+    await storage.withSession((s) => loadSensors(s, size.sensors));
+    const keys = await storage.withSession(createKeys);
+    const esl = await startChild<{ eslUrl: string; control: string }>('peers/esl.ts', ['ClueCon']);
+    children.push(esl);
+    const gateway = await startBenchGateway(
+      { ADMIN_API_KEY: ADMIN_KEY, TELEPHONY: 'freeswitch', FREESWITCH_ESL_URL: esl.ready.eslUrl, FREESWITCH_ESL_PASSWORD: 'ClueCon', DATABASE_URL: gatewayUrlFor(schema) },
+      { cpuProfileDir: profileDir },
+    );
+    children.push(gateway);
+    await waitFor('the gateway to reach FreeSWITCH', async () => (await fetch(`${gateway.url}/readyz`)).ok, 15_000);
+    log(`S2: webhooks at ${rate}/s through FreeSWITCH (Event Socket peer)`);
+    const prefix = `S2-${Date.now()}`;
+    const result = await paced({ kind: 'webhook', url: gateway.url, key: keys.webhook, idPrefix: prefix, population: size.sensors, offset: 0 }, rate, size.pacedS);
+    const sentAt = new Map(result.sends.map(([id, at]) => [id, at]));
+    const calls = await storage.withSession((s) =>
+      s.query<{ id: string; event_id: string }>(`select c.id, a.event_id from calls c join alarms a on a.id = c.alarm_id where a.event_id like $1`, [`${prefix}-%`]),
+    );
+    let originates: OriginateRecord[] = [];
+    const callIds = new Set(calls.map((c) => c.id));
+    await waitFor(
+      'originates',
+      async () => {
+        originates = (await getJson<{ records: OriginateRecord[] }>(`${esl.ready.control}/originates`)).records.filter((o) => callIds.has(o.callId));
+        return originates.length >= calls.length;
+      },
+      30_000,
+    );
+    await waitAlarmsSettled(gateway, 30_000);
+    const eventOf = new Map(calls.map((c) => [c.id, c.event_id]));
+    const latencies = originates.map((o) => o.at - sentAt.get(eventOf.get(o.callId)!)!);
+    const check = { ...(await checkIntake(storage, result.accepted)), sent: result.sent, statuses: result.statuses, originates: originates.length, distinctOriginates: new Set(originates.map((o) => o.callId)).size };
+    const latency = summarize(latencies);
+    details.S2 = { rate, latency, response: result.response, check };
+    log(`S2: p99 ${latency.p99} ms; ${JSON.stringify(check)}`);
+    figures.push({
+      id: 'S2',
+      name: `Webhook → originate at the Event Socket peer, at ${rate}/s (half of S1)`,
+      value: latency.p99,
+      unit: 'ms p99',
+      target: 'p99 ≤ 20 ms',
+      met: latency.p99 <= 20 && check.lost === 0 && check.distinctOriginates === check.alarms && check.originates === check.alarms,
+      note: `p50 ${latency.p50} ms; ${check.alarms} alarms, ${check.originates} originates (${check.distinctOriginates} distinct), lost ${check.lost}`,
+    });
+    await gateway.stop();
+    await esl.stop();
+    await storage.close();
+  });
+
+  // S4 and S5: a million sensors, then ten million event-log rows.
+  if (wants('S4') || wants('S5')) await scenario('S4, S5', async () => {
+    const schema = 'bench_big';
+    const storage = await freshPostgres(schema);
+    let t = Date.now();
+    await storage.withSession(async (s) => {
+      await loadSensors(s, size.bigSensors);
+      await loadSpeakers(s, size.numbers, speakers.ready.url, SPEAKER_SECRET);
+    });
+    const keys = await storage.withSession(createKeys);
+    log(`S4: ${size.bigSensors.toLocaleString('en')} sensors with a rule loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    const gateway = await startBenchGateway({ ...gatewayEnv, DATABASE_URL: gatewayUrlFor(schema) }, { cpuProfileDir: profileDir });
+    children.push(gateway);
+    if (wants('S4')) {
+      const big = await webhookThroughput('S4', gateway, undefined, keys, size.bigSensors);
+      const check = await checkIntake(storage, big.accepted);
+      const s3Big = await incomingCalls('S4-calls', gateway, speakers, keys, storage);
+      // The device lookup the intake makes, straight on the database.
+      const lookups: number[] = [];
+      await storage.withSession(async (s) => {
+        for (let i = 0; i < 2000; i++) {
+          const id = sensorId(Math.floor(Math.random() * size.bigSensors));
+          const before = nowMs();
+          await s.query('select * from devices where device_id = $1', [id]);
+          lookups.push(nowMs() - before);
+        }
+      });
+      const lookup = summarize(lookups);
+      details.S4 = { webhooks: big, check, calls: s3Big, lookup };
+      const ratio = s1Gateway ? big.gateway / s1Gateway : undefined;
+      figures.push({
+        id: 'S4',
+        name: `S1 with ${size.bigSensors.toLocaleString('en')} registered sensors`,
+        value: round(big.gateway),
+        unit: 'webhooks/s',
+        ratio: ratio === undefined ? undefined : round(ratio, 2),
+        ratioOf: 'S1',
+        target: '≥ 0.9× S1',
+        met: ratio !== undefined && ratio >= 0.9 && check.lost === 0,
+        note: `verified: ${check.deviceEvents} events for ${check.accepted202} 202s, lost ${check.lost}`,
+      });
+      const callRatio = s3Result ? s3Result.latency.p99 / s3Big.latency.p99 : undefined;
+      figures.push({
+        id: 'S4',
+        name: `S3 with ${size.bigSensors.toLocaleString('en')} registered sensors`,
+        value: s3Big.latency.p99,
+        unit: 'ms p99',
+        ratio: callRatio === undefined ? undefined : round(callRatio, 2),
+        ratioOf: 'S3 (p99 of S3 / p99 here)',
+        target: '≥ 0.9× S3',
+        met: callRatio !== undefined && callRatio >= 0.9 && s3Big.check.lost === 0,
+        note: `lost ${s3Big.check.lost}, duplicates ${s3Big.check.duplicates}`,
+      });
+      figures.push({ id: 'S4', name: 'Device lookup by device_id (the intake query) among the sensors', value: lookup.p99, unit: 'ms p99', target: 'p99 ≤ 2 ms', met: lookup.p99 <= 2, note: `p50 ${lookup.p50} ms over ${lookup.count} lookups` });
+    }
+    if (wants('S5')) {
+      t = Date.now();
+      await storage.withSession((s) => loadEventLogs(s, size.logRows, size.bigSensors, 30));
+      log(`S5: ${size.logRows.toLocaleString('en')} event-log rows loaded in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      const rowsPerCorrelation = 5;
+      const correlations = Math.floor(size.logRows / rowsPerCorrelation);
+      const kinds: Record<string, () => string> = {
+        'by device': () => `device_id=${sensorId(Math.floor(Math.random() * size.bigSensors))}`,
+        'by correlation id': () => `correlation_id=bench-corr-${Math.floor(Math.random() * correlations)}`,
+        'by time range (1 h)': () => {
+          const since = Date.now() - Math.random() * 29 * 86_400_000 - 3_600_000;
+          return `since=${new Date(since).toISOString()}&until=${new Date(since + 3_600_000).toISOString()}`;
+        },
+      };
+      const queryFigures: Record<string, ReturnType<typeof summarize>> = {};
+      for (const [name, query] of Object.entries(kinds)) {
+        const latencies: number[] = [];
+        for (let i = 0; i < size.queries; i++) {
+          const before = nowMs();
+          const page = await getJson<{ items: unknown[] }>(`${gateway.url}/api/v1/event-logs?${query()}&limit=50`, ADMIN_KEY);
+          latencies.push(nowMs() - before);
+          if (i === 0 && page.items.length === 0 && name !== 'by device') log(`S5 ${name}: the first query found nothing`);
+        }
+        queryFigures[name] = summarize(latencies);
+        figures.push({ id: 'S5', name: `Event-log query ${name}, ${size.logRows.toLocaleString('en')} rows (HTTP, 50 per page)`, value: queryFigures[name].p99, unit: 'ms p99', target: 'p99 ≤ 50 ms', met: queryFigures[name].p99 <= 50, note: `p50 ${queryFigures[name].p50} ms over ${size.queries} queries` });
+      }
+      details.S5 = { rows: size.logRows, queries: queryFigures };
+    }
+    await gateway.stop();
+    await storage.close();
+  });
+
+  // S6: S1 on the embedded PGlite.
+  if (wants('S6')) await scenario('S6', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'tig-bench-'));
+    const gatewayDir = path.join(root, 'gateway');
+    const storage = await freshPGlite(gatewayDir);
+    await storage.withSession((s) => loadSensors(s, size.sensors));
+    const keys = await storage.withSession(createKeys);
+    await storage.close();
+    log(`S6: PGlite in ${root} loaded with ${size.sensors} sensors; starting the gateway and the baseline on PGlite`);
+    const gateway = await startBenchGateway({ ...gatewayEnv, DATA_DIR: gatewayDir, DATABASE_URL: '' }, { cpuProfileDir: profileDir });
+    children.push(gateway);
+    const baseline = await startChild<{ url: string }>('baseline-server.ts', [path.join(root, 'baseline')]);
+    children.push(baseline);
+    const pglite = await webhookThroughput('S6', gateway, baseline, keys, size.sensors);
+    await baseline.stop();
+    await gateway.stop();
+    const after = await openStorage({ dataDir: gatewayDir });
+    const check = await checkIntake(after, pglite.accepted);
+    await after.close();
+    rmSync(root, { recursive: true, force: true });
+    details.S6 = { ...pglite, check };
+    log(`S6 check: ${JSON.stringify(check)}`);
+    figures.push({
+      id: 'S6',
+      name: `S1 on embedded PGlite (${size.sensors.toLocaleString('en')} sensors, ${CONNECTIONS} clients)`,
+      value: round(pglite.gateway),
+      unit: 'webhooks/s',
+      baseline: pglite.baseline === undefined ? undefined : round(pglite.baseline),
+      ratio: pglite.baseline ? round(pglite.gateway / pglite.baseline, 2) : undefined,
+      target: '≥ 500 webhooks/s',
+      met: pglite.gateway >= 500 && check.lost === 0,
+      note: `median of ${size.runs} × ${size.runS} s; verified: ${check.deviceEvents} events for ${check.accepted202} 202s, ${check.alarms} alarms, lost ${check.lost}; the gateway was stopped with alarms still ringing (${check.callsOpen} calls open are counted as lost)`,
+    });
+  });
+
+  const results: BenchResults = {
+    date: new Date().toISOString(),
+    command: `npm run bench${quick ? ' -- --quick' : ''}${options.only ? ` -- --only ${options.only}` : ''}`,
+    mode: quick ? 'quick' : 'full',
+    durationS: Math.round((Date.now() - started) / 1000),
+    machine,
+    sizes: size,
+    figures,
+    details,
+  };
+  if (profileDir) results.profiles = summarizeProfile(profileDir);
+  const { table } = writeReport(results, { resultsDir, docs: !quick || options.docs });
+  console.log(`\n${table}\n`);
+  log(`done in ${results.durationS} s`);
+}
+
+async function describeMachine(): Promise<BenchResults['machine']> {
+  const storage = await openStorage({ databaseUrl });
+  const { rows } = await sql<{ version: string }>`select version()`.execute(storage.db);
+  await storage.close();
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGb: round(totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    postgres: rows[0]?.version.split(' on ')[0] ?? 'unknown',
+    pglite: (JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(path.join(repoRoot, 'node_modules/@electric-sql/pglite/package.json'), 'utf8'))) as { version: string }).version,
+  };
+}
+
+try {
+  await main();
+} finally {
+  for (const child of children.reverse()) await child.stop().catch(() => {});
+}
