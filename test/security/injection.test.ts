@@ -6,11 +6,13 @@
  * (for text that is merely odd) stored exactly as sent; nothing reaches a switch, a header or a
  * query as syntax.
  */
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createKey, createTestApp, type TestApp } from '../support/app.js';
 import { expectProblem } from './profile.js';
+import { rawExchange as rawExchangeOn } from './raw-http.js';
+
+const rawExchange = (request: string) => rawExchangeOn(port, request);
 
 let t: TestApp;
 let telephonyKey: string;
@@ -128,29 +130,6 @@ describe('SQL metacharacters are data, never syntax', () => {
   });
 });
 
-/** Sends raw bytes on a fresh connection and returns everything the server wrote until it closed or paused. */
-function rawExchange(request: string | Buffer, settleMs = 1_500): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let received = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(received);
-    }, settleMs);
-    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(received);
-    });
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      if (received) resolve(received);
-      else reject(error);
-    });
-    socket.write(request);
-  });
-}
-
 describe('header splitting (CR/LF) over a real socket', () => {
   it('refuses a header value with a bare LF or CR, or an obsolete line fold, with 400 problem+json', async () => {
     for (const header of ['X-Request-Id: abc\nX-Injected: yes', 'X-Request-Id: abc\rX-Injected: yes', 'X-Request-Id: abc\r\n X-Injected: yes']) {
@@ -228,7 +207,7 @@ describe('prototype-pollution keys', () => {
 
   it.each(bodies)('%s %s: refuses __proto__ and constructor.prototype with 400, polluting nothing', async (method, url, template) => {
     for (const key of keys) {
-      const response = await t.request({ method: method as 'POST', url, payload: template.replace('%KEY%', key), headers: { 'content-type': 'application/json' } });
+      const response = await t.request({ method: method, url, payload: template.replace('%KEY%', key), headers: { 'content-type': 'application/json' } });
       expect(response.statusCode, `${key}: ${response.body}`).toBe(400);
       expect(expectProblem(response).code).toBe('malformed_json');
     }

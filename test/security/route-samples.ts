@@ -25,7 +25,7 @@ export class Fixtures {
 
   async #admin(options: InjectOptions): Promise<Record<string, unknown>> {
     const response = await this.t.request({ ...options, key: ADMIN_KEY });
-    if (response.statusCode >= 300) throw new Error(`fixture ${String(options.method)} ${String(options.url)}: ${response.statusCode} ${response.body}`);
+    if (response.statusCode >= 300) throw new Error(`fixture ${String(options.method)} ${JSON.stringify(options.url)}: ${response.statusCode} ${response.body}`);
     return response.json();
   }
 
