@@ -90,6 +90,11 @@ const hostileString = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: 'grapheme', maxLength: 40 }) },
 );
 
+/** Any generated value as query or path text (String() throws on objects without a prototype). */
+function asText(value: unknown): string {
+  return typeof value === 'string' ? value : (JSON.stringify(value) ?? 'undefined');
+}
+
 /** A nesting of `depth` objects or arrays. */
 function nested(depth: number, array: boolean): unknown {
   let value: unknown = 1;
@@ -252,13 +257,13 @@ export function hostileRequests(route: RouteEntry): fc.Arbitrary<HostileRequest>
   const paramNames = [...route.url.matchAll(/:([A-Za-z_]+)/g)].map((match) => match[1]!);
   const params = fc.tuple(
     ...paramNames.map((name) =>
-      fc.tuple(fc.oneof({ weight: 3, arbitrary: valid(schema.params?.properties?.[name], name).map(String) }, { weight: 2, arbitrary: hostileString }), fc.boolean()),
+      fc.tuple(fc.oneof({ weight: 3, arbitrary: valid(schema.params?.properties?.[name], name).map(asText) }, { weight: 2, arbitrary: hostileString }), fc.boolean()),
     ),
   );
   const wildcard = fc.oneof(fc.constantFrom('swagger-ui.css', '../../../../etc/passwd', '..%2f..%2fpackage.json', '%2e%2e/%2e%2e/', 'index.html%00.js'), fc.string({ maxLength: 20 }).map(percentEncode));
   const queryParts = fc.array(
     fc.oneof(
-      { weight: 4, arbitrary: fc.constantFrom(...Object.keys(schema.querystring?.properties ?? { limit: 0 })).chain((name) => fc.tuple(fc.constant(name), field(schema.querystring?.properties?.[name], name).map(String))) },
+      { weight: 4, arbitrary: fc.constantFrom(...Object.keys(schema.querystring?.properties ?? { limit: 0 })).chain((name) => fc.tuple(fc.constant(name), field(schema.querystring?.properties?.[name], name).map(asText))) },
       { weight: 1, arbitrary: fc.tuple(fc.oneof(hostileKey, fc.constantFrom('limit[]', 'a[b]', '__proto__[x]')), hostileString) },
     ),
     { maxLength: 5 },

@@ -114,6 +114,8 @@ describe('a full run with every kind of secret configured, logged at trace', () 
 
     const call = { call_id: 'secret-call-1', caller: '+74951234567', callee: '+79161234567' };
     expect((await send({ method: 'POST', url: '/api/v1/incoming-calls', headers: as(learnt.telephonyKey!), payload: call })).statusCode).toBe(202);
+    // (A speaker whose ringing was not yet attempted when the call ends is told nothing: wait for it.)
+    await until('the ringing notification', async () => (receivers.get('kitchen').delivered.length >= 1 ? true : undefined), 30_000);
     expect((await send({ method: 'POST', url: '/api/v1/incoming-calls', headers: as(learnt.telephonyKey!), payload: { ...call, state: 'ended' } })).statusCode).toBe(202);
 
     // Refusals, each of which logs something about the request.
@@ -135,7 +137,11 @@ describe('a full run with every kind of secret configured, logged at trace', () 
       return response.json<{ status: string }>().status === 'resolved' ? response.json() : undefined;
     });
     expect(alarm).toMatchObject({ status: 'resolved' });
-    await until('both speaker notifications', async () => (receivers.get('kitchen').delivered.length >= 2 ? true : undefined));
+    const kitchen = receivers.get('kitchen');
+    await until('both speaker notifications', async () => (kitchen.delivered.length >= 2 ? true : undefined), 30_000).catch(async (error: Error) => {
+      const rows = await database.storage.db.selectFrom('notifications').select(['type', 'status', 'attempts', 'last_error']).execute();
+      throw new Error(`${error.message}: received ${kitchen.requests.length}, bad signatures ${kitchen.badSignatures}, rows ${JSON.stringify(rows)}`);
+    });
     expect(peer.originates.length).toBeGreaterThanOrEqual(1);
   });
 
