@@ -38,7 +38,10 @@ import { callTrigger } from './alarms/rule-triggers.js';
 import { systemClock, type Clock } from './clock/clock.js';
 import { deviceEventsRoutes } from './device-events/device-events-routes.js';
 import { DeviceEventsService } from './device-events/device-events-service.js';
-import { keepRawJsonBodies, Webhook } from './device-events/webhook-signature.js';
+import { Webhook } from './device-events/webhook-signature.js';
+import { handleClientError } from './http/client-errors.js';
+import { installJsonBodyParser } from './http/json-body.js';
+import { installRateLimit } from './http/rate-limit.js';
 import { incomingCallsRoutes } from './incoming-calls/incoming-calls-routes.js';
 import { IncomingCallsService } from './incoming-calls/incoming-calls-service.js';
 import { SwitchCallFeed } from './incoming-calls/switch-feed.js';
@@ -98,6 +101,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       ? { loggerInstance: logger as FastifyBaseLogger }
       : { logger: logger as FastifyServerOptions['logger'] }),
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Slow clients and oversized heads are cut off by Node's parser, answered by handleClientError.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: {
+      maxHeaderSize: config.MAX_HEADER_BYTES,
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      headersTimeout: Math.min(60_000, config.REQUEST_TIMEOUT_MS),
+      // How often Node looks for requests over the timeout (its default, 30 s, would double it).
+      connectionsCheckingInterval: Math.min(5_000, Math.max(25, Math.floor(config.REQUEST_TIMEOUT_MS / 4))),
+    },
+    clientErrorHandler: handleClientError,
     // device_id may be 128 characters, percent-encoded up to three times that.
     routerOptions: { maxParamLength: 512 },
     // A client-supplied request id is kept when it is safe to log; otherwise a fresh one.
@@ -158,7 +171,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const eventFeed = new EventLogFeed({ db, logger: app.log });
   app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, metrics, eventFeed });
   const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
-  if (signatures) keepRawJsonBodies(app);
+  installJsonBodyParser(app, { keepRaw: signatures !== undefined });
   // The switch and the dispatcher run while the app does.
   app.addHook('onReady', async () => {
     await telephony.start();
@@ -193,6 +206,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   installValidation(app);
   installErrorHandling(app);
   installAuthentication(app, { apiKeys, db, publicPrefixes: [DOCS_PREFIX] });
+  await installRateLimit(app, config.RATE_LIMIT_PER_KEY);
   app.addSchema(ProblemSchema);
   app.addSchema(Device);
   app.addSchema(Rule);

@@ -14,14 +14,16 @@ import type { Telephony } from './telephony/telephony.js';
 import { openStorage, type Storage } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 
-export function createLogger(config: Config): Logger {
-  const pretty = config.LOG_FORMAT === 'pretty' || (config.LOG_FORMAT === 'auto' && process.stdout.isTTY);
-  return pino({
+/** The process logger; `destination` (JSON lines) instead of stdout is for tests that read the log. */
+export function createLogger(config: Config, destination?: pino.DestinationStream): Logger {
+  const pretty = !destination && (config.LOG_FORMAT === 'pretty' || (config.LOG_FORMAT === 'auto' && process.stdout.isTTY));
+  const options: pino.LoggerOptions = {
     level: config.LOG_LEVEL,
     // Keys must never reach a log line, whatever gets logged.
     redact: { paths: ['req.headers["x-api-key"]', 'req.headers.authorization', '*.key', '*.signing_secret', '*.password'], censor: '[redacted]' },
     ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export async function openMigratedStorage(config: Config, logger: Logger): Promise<Storage> {

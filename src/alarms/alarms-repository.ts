@@ -35,9 +35,15 @@ export async function currentOrLatestAlarm(db: DbOrTrx, ruleId: number, deviceId
     .executeTakeFirst();
 }
 
+/**
+ * `forUpdate` locks the alarm with FOR NO KEY UPDATE: enough to serialise changes to it, and it
+ * does not block the foreign-key checks (FOR KEY SHARE) of a concurrent transaction updating one
+ * of its calls, which FOR UPDATE did: a cancel locking the alarm then its calls, and a call
+ * claim locking a call then (by its key check) the alarm, deadlocked.
+ */
 export async function findAlarm(db: DbOrTrx, id: string, options: { forUpdate?: boolean } = {}): Promise<AlarmRow | undefined> {
   const query = db.selectFrom('alarms').selectAll().where('id', '=', id);
-  return (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
+  return (options.forUpdate ? query.forNoKeyUpdate() : query).executeTakeFirst();
 }
 
 /** Active alarms of a device started by events of the given types (for clearing events). */
@@ -50,7 +56,7 @@ export async function activeAlarmsOfDevice(db: DbOrTrx, deviceId: string, eventT
     .where('status', '=', 'active')
     .where('event_type', 'in', eventTypes)
     .orderBy('seq')
-    .forUpdate()
+    .forNoKeyUpdate()
     .execute();
 }
 

@@ -1,14 +1,27 @@
 /**
  * Every route declares who may call it: `config: { allow: [roles...] }`, or `config: { public: true }`
  * for health and docs. A route that declares neither fails at start-up, so no route is ever left
- * open by accident. Keys come as `X-API-Key: <key>` or `Authorization: Bearer <key>`.
+ * open by accident. Keys come as `X-API-Key: <key>` or `Authorization: Bearer <key>`. Every route
+ * is also listed in `app.routeTable` (method, url, who may call it), from which the security
+ * tests generate their authorization matrix and fuzz targets, so a new route cannot be left out.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import type { ApiKeyService } from '../api-keys/api-keys-service.js';
 import { appendEvent } from '../event-log/event-log.js';
 import { sendProblem } from '../http/error-handler.js';
 import type { Db } from '../storage/database.js';
+import { RejectionSampler, type SamplerOptions } from './rejection-sampler.js';
 import type { Principal, Role } from './roles.js';
+
+/** One route as the authentication saw it declared. */
+export interface RouteEntry {
+  method: string;
+  url: string;
+  /** Roles allowed; empty for a public route. */
+  allow: readonly Role[];
+  public: boolean;
+  schema: FastifySchema | undefined;
+}
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -25,6 +38,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
   }
+  interface FastifyInstance {
+    /** Every route of the app with who may call it, in the order they were added. */
+    routeTable: RouteEntry[];
+  }
 }
 
 export function presentedKey(request: FastifyRequest): string | undefined {
@@ -40,15 +57,28 @@ export function presentedKey(request: FastifyRequest): string | undefined {
 
 export function installAuthentication(
   app: FastifyInstance,
-  deps: { apiKeys: ApiKeyService; db: Db; /** Routes under these prefixes (docs) are public. */ publicPrefixes: string[] },
+  deps: {
+    apiKeys: ApiKeyService;
+    db: Db;
+    /** Routes under these prefixes (docs) are public. */
+    publicPrefixes: string[];
+    /** How refusals are sampled into the event log (tests shorten the window). */
+    rejectionSampling?: Partial<SamplerOptions>;
+  },
 ): void {
   app.decorateRequest('principal', null);
+  const routeTable: RouteEntry[] = [];
+  app.decorate('routeTable', routeTable);
+  const sampler = new RejectionSampler(deps.rejectionSampling);
 
   app.addHook('onRoute', (route) => {
     const config = route.config;
-    if (deps.publicPrefixes.some((prefix) => route.url.startsWith(prefix))) return;
-    if (!config?.public && !(config?.allow && config.allow.length > 0)) {
+    const isPublic = deps.publicPrefixes.some((prefix) => route.url.startsWith(prefix)) || config?.public === true;
+    if (!isPublic && !(config?.allow && config.allow.length > 0)) {
       throw new Error(`Route ${String(route.method)} ${route.url} declares neither config.allow nor config.public`);
+    }
+    for (const method of [route.method].flat()) {
+      routeTable.push({ method, url: route.url, allow: isPublic ? [] : config!.allow!, public: isPublic, schema: route.schema });
     }
   });
 
@@ -60,7 +90,7 @@ export function installAuthentication(
     const principal = key ? await deps.apiKeys.authenticate(key) : null;
     if (!principal) {
       const reason = key ? 'invalid_key' : 'missing_key';
-      await recordRejection(request, deps.db, 'auth.rejected', { reason });
+      await recordRejection(request, deps.db, sampler, `${reason}:${request.ip}`, 'auth.rejected', { reason });
       return sendProblem(
         request,
         reply.header('www-authenticate', 'Bearer realm="tas-iot-gateway"'),
@@ -69,14 +99,25 @@ export function installAuthentication(
       );
     }
     if (!config.allow.includes(principal.role)) {
-      await recordRejection(request, deps.db, 'auth.forbidden', { reason: 'role_not_allowed', role: principal.role, api_key_id: principal.keyId, allowed: config.allow });
+      await recordRejection(request, deps.db, sampler, `forbidden:${principal.keyId ?? principal.name}`, 'auth.forbidden', { reason: 'role_not_allowed', role: principal.role, api_key_id: principal.keyId, allowed: config.allow });
       return sendProblem(request, reply, 'forbidden', `This route needs the role ${config.allow.join(' or ')}; the key has the role ${principal.role}.`);
     }
     request.principal = principal;
   });
 }
 
-async function recordRejection(request: FastifyRequest, db: Db, type: string, details: Record<string, unknown>): Promise<void> {
+/** Writes a refusal to the event log, sampled per client so a flood cannot fill the table. */
+async function recordRejection(
+  request: FastifyRequest,
+  db: Db,
+  sampler: RejectionSampler,
+  client: string,
+  type: string,
+  details: Record<string, unknown>,
+): Promise<void> {
+  const admission = sampler.admit(client);
+  if (!admission.write) return;
+  if (admission.unloggedBefore > 0) details = { ...details, unlogged_before: admission.unloggedBefore };
   try {
     await appendEvent(db, {
       type,

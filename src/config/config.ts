@@ -44,6 +44,24 @@ export const ConfigSchema = Type.Object({
     description: '`json`: one JSON line per entry; `pretty`: readable text; `auto`: pretty on a terminal, JSON otherwise.',
   }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'Largest request body accepted; larger bodies get 413.' }),
+  MAX_HEADER_BYTES: Type.Integer({
+    minimum: 1024,
+    maximum: 1_048_576,
+    default: 16_384,
+    description: 'Largest request head (request line and headers) accepted; a larger one gets 431 and the connection is closed.',
+  }),
+  REQUEST_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 600_000,
+    default: 30_000,
+    description: 'Longest a client may take to send a whole request, headers and body; a slower one (a client dribbling its body) gets 408 and is disconnected.',
+  }),
+  RATE_LIMIT_PER_KEY: Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    default: 100,
+    description: 'Requests per second one API key may send to the webhook intake and to the incoming-call intake (each route counted apart; per gateway instance); more get 429 with `Retry-After`. `0` turns the limit off (load tests).',
+  }),
   DEFAULT_COUNTRY: Type.String({
     pattern: '^[A-Z]{2}$',
     default: 'RU',

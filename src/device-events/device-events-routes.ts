@@ -11,7 +11,14 @@ import type { GatewayMetrics } from '../metrics/metrics.js';
 import { sendProblem } from '../http/error-handler.js';
 import type { Db } from '../storage/database.js';
 import type { DeviceEventsService } from './device-events-service.js';
-import { verifySignature, type Webhook } from './webhook-signature.js';
+import { verifySignature, type SignedMessage, type Webhook } from './webhook-signature.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified Standard Webhooks message (when signatures are required). */
+    signedMessage: SignedMessage | null;
+  }
+}
 
 /** The webhook body; exported for the bench baseline, which validates the same schema. */
 export const DeviceEventBody = Type.Object(
@@ -44,13 +51,17 @@ export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: Devic
   app,
   { deviceEvents, db, signatures, metrics },
 ) => {
+  app.decorateRequest('signedMessage', null);
   app.post('/webhooks/events', {
-    config: { allow: ['webhook', 'admin'] },
+    config: { allow: ['webhook', 'admin'], limitPerKey: true },
     ...(signatures
       ? {
           preHandler: async (request: FastifyRequest, reply: FastifyReply) => {
             const check = verifySignature(signatures, request);
-            if (check.ok) return;
+            if (check.ok) {
+              request.signedMessage = check.message;
+              return;
+            }
             const entry: EventLogEntry = {
               type: 'event.rejected',
               status: 'rejected',
@@ -69,12 +80,12 @@ export const deviceEventsRoutes: FastifyPluginAsyncTypebox<{ deviceEvents: Devic
       tags: ['device events'],
       summary: 'Report a device event (the smart-home webhook)',
       description:
-        'Answers 202 only after the event, its log rows and the work it causes (alarms and their first calls) are committed. The same event_id again returns the first outcome with status `duplicate`.',
+        'Answers 202 only after the event, its log rows and the work it causes (alarms and their first calls) are committed. The same event_id again returns the first outcome with status `duplicate`. With signatures required, a message whose webhook-id was accepted before is a replay: 409 `webhook_replayed`.',
       body: DeviceEventBody,
-      response: { 202: Accepted, ...problems(401, 403, 404, 413, 415, 422) },
+      response: { 202: Accepted, ...problems(401, 403, 404, 409, 413, 415, 422, 429) },
     },
     handler: async (request, reply) => {
-      const { correlationId, ...outcome } = await deviceEvents.receive(request.body, traceOf(request));
+      const { correlationId, ...outcome } = await deviceEvents.receive(request.body, traceOf(request), request.signedMessage ?? undefined);
       correlate(request, correlationId);
       return reply.code(202).send(outcome);
     },

@@ -15,7 +15,15 @@ import { ApiProblem, invalidField } from '../http/problems.js';
 import { parseTimestampParameter } from '../http/schemas.js';
 import type { RuleActionType } from '../rules/rule-actions.js';
 import type { RulesService } from '../rules/rules-service.js';
-import type { Db } from '../storage/database.js';
+import type { Db, DbOrTrx } from '../storage/database.js';
+import { SIGNATURE_TOLERANCE_MS, type SignedMessage } from './webhook-signature.js';
+
+/** How long a webhook-id is kept after its signed timestamp: the tolerance, plus as much for clock skew. */
+export const WEBHOOK_ID_RETENTION_MS = 2 * SIGNATURE_TOLERANCE_MS;
+const PRUNE_INTERVAL_MS = 60_000;
+
+/** Thrown inside the intake transaction (rolling it back) when a signed message's id was seen. */
+class ReplayedMessage extends Error {}
 
 export interface DeviceEventInput {
   event_id: string;
@@ -35,6 +43,8 @@ export interface IntakeResult {
 }
 
 export class DeviceEventsService {
+  #lastPrune = Number.NEGATIVE_INFINITY;
+
   constructor(
     private readonly deps: {
       db: Db;
@@ -51,8 +61,15 @@ export class DeviceEventsService {
     },
   ) {}
 
-  /** The outcome, and the correlation id of the event's story (the original one for a duplicate). */
-  async receive(input: DeviceEventInput, trace: Trace): Promise<IntakeResult & { correlationId: string }> {
+  /**
+   * The outcome, and the correlation id of the event's story (the original one for a duplicate).
+   *
+   * `signed`: the verified Standard Webhooks message carrying the event (when signatures are
+   * required). Its webhook-id is recorded with the event, in the same transaction: a message seen
+   * before is a replay and is refused (409), while the same event_id in a new message is a retry
+   * and gets the first outcome. A request that fails records nothing, so its retry is accepted.
+   */
+  async receive(input: DeviceEventInput, trace: Trace, signed?: SignedMessage): Promise<IntakeResult & { correlationId: string }> {
     const { db, metrics } = this.deps;
     const device = await findDevice(db, input.device_id);
     if (!device) {
@@ -76,7 +93,8 @@ export class DeviceEventsService {
     }
     const effects = noEffects();
     let correlationId = trace.correlationId;
-    const result = await db.transaction().execute(async (trx): Promise<IntakeResult> => {
+    const intake = db.transaction().execute(async (trx): Promise<IntakeResult> => {
+      if (signed && !(await this.#recordMessage(trx, signed, input.event_id))) throw new ReplayedMessage();
       const inserted = await trx
         .insertInto('device_events')
         .values({
@@ -150,8 +168,59 @@ export class DeviceEventsService {
         .execute();
       return { ...outcome, status: 'accepted' };
     });
+    let result: IntakeResult;
+    try {
+      result = await intake;
+    } catch (error) {
+      if (!(error instanceof ReplayedMessage) || !signed) throw error;
+      const entry: EventLogEntry = {
+        type: 'event.rejected',
+        status: 'rejected',
+        deviceId: device.device_id,
+        correlationId: trace.correlationId,
+        requestId: trace.requestId,
+        details: { reason: 'replayed webhook-id', webhook_id: signed.id, event_id: input.event_id },
+      };
+      await appendEvent(db, entry);
+      metrics.deviceEvent(input.event_type, 'rejected');
+      throw new ApiProblem(
+        'webhook_replayed',
+        `The message with webhook-id ${signed.id} was accepted before; it is not processed again. Send a new event with a new webhook-id (the same event_id is safe: it returns the first outcome).`,
+      );
+    }
     metrics.deviceEvent(input.event_type, result.status);
     this.deps.afterCommit(effects);
+    if (signed) await this.#pruneMessages();
     return { ...result, correlationId };
+  }
+
+  /** Keeps a signed message's id; false when it was already kept (a replay). */
+  async #recordMessage(trx: DbOrTrx, message: SignedMessage, eventId: string): Promise<boolean> {
+    const now = this.deps.clock.now();
+    const inserted = await trx
+      .insertInto('webhook_messages')
+      .values({
+        webhook_id: message.id,
+        event_id: eventId,
+        signed_at: message.timestamp,
+        received_at: now,
+        expires_at: new Date(message.timestamp.getTime() + WEBHOOK_ID_RETENTION_MS),
+      })
+      .onConflict((conflict) => conflict.column('webhook_id').doNothing())
+      .returning('webhook_id')
+      .executeTakeFirst();
+    return inserted !== undefined;
+  }
+
+  /** Drops ids no replay could use any more, at most once a minute. */
+  async #pruneMessages(): Promise<void> {
+    const now = this.deps.clock.now();
+    if (now.getTime() - this.#lastPrune < PRUNE_INTERVAL_MS) return;
+    this.#lastPrune = now.getTime();
+    try {
+      await this.deps.db.deleteFrom('webhook_messages').where('expires_at', '<', now).execute();
+    } catch {
+      // The event is committed and answered whatever happens here; the next prune retries.
+    }
   }
 }

@@ -40,6 +40,7 @@ const problemDescriptions: Record<number, string> = {
   413: 'Body too large',
   415: 'Body not JSON',
   422: 'Invalid request; `errors` names the fields',
+  429: 'Too many requests for this key; `Retry-After` says when to try again',
 };
 
 export const E164 = Type.String({ pattern: E164_PATTERN, description: 'Phone number in E.164 form.', examples: ['+79161234567'] });

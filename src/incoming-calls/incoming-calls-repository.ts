@@ -6,9 +6,10 @@ import type { Database, DeviceRow } from '../storage/schema.js';
 export type IncomingCallRow = Selectable<Database['incoming_calls']>;
 export type NotificationRow = Selectable<Database['notifications']>;
 
+/** `forUpdate` is FOR NO KEY UPDATE, so notification updates' key checks are not blocked (see findAlarm). */
 export async function findIncomingCall(db: DbOrTrx, callId: string, options: { forUpdate?: boolean } = {}): Promise<IncomingCallRow | undefined> {
   const query = db.selectFrom('incoming_calls').selectAll().where('call_id', '=', callId);
-  return (options.forUpdate ? query.forUpdate() : query).executeTakeFirst();
+  return (options.forUpdate ? query.forNoKeyUpdate() : query).executeTakeFirst();
 }
 
 /** Inserts the call unless another request inserted it first; undefined then. */

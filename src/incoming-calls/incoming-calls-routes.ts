@@ -71,14 +71,14 @@ const IncomingCallWithNotifications = Type.Object({ ...callFields, notifications
 
 export const incomingCallsRoutes: FastifyPluginAsyncTypebox<{ incomingCalls: IncomingCallsService }> = async (app, { incomingCalls }) => {
   app.post('/incoming-calls', {
-    config: { allow: ['telephony', 'admin'] },
+    config: { allow: ['telephony', 'admin'], limitPerKey: true },
     schema: {
       tags: ['incoming calls'],
       summary: 'Report (or simulate) a call to a subscriber: ringing, answered, ended',
       description:
         'Answers 202 once the state and the notifications it causes are committed, without waiting for delivery. Repeating a state is harmless; states only move forward.',
       body: ReportBody,
-      response: { 202: Reported, ...problems(401, 403, 409, 413, 415, 422) },
+      response: { 202: Reported, ...problems(401, 403, 409, 413, 415, 422, 429) },
     },
     handler: async (request, reply) => {
       const { correlationId, ...outcome } = await incomingCalls.report(request.body, traceOf(request));

@@ -158,6 +158,14 @@ export interface SchemaMigrations {
   version: number;
 }
 
+export interface WebhookMessages {
+  event_id: string;
+  expires_at: Date;
+  received_at: Date;
+  signed_at: Date;
+  webhook_id: string;
+}
+
 export interface DB {
   alarms: Alarms;
   api_keys: ApiKeys;
@@ -170,4 +178,5 @@ export interface DB {
   notifications: Notifications;
   rules: Rules;
   schema_migrations: SchemaMigrations;
+  webhook_messages: WebhookMessages;
 }

@@ -41,10 +41,11 @@ describe('API keys', () => {
   });
 
   it('answers 401 without a key or with a wrong one, and 403 for the wrong role, logging each refusal', async () => {
-    const missing = await t.request({ method: 'GET', url: '/api/v1/api-keys', key: null, headers: { 'x-request-id': 'missing-key-1' } });
+    // From an address of its own: only the first refusal of a kind per client and minute gets a row.
+    const missing = await t.request({ method: 'GET', url: '/api/v1/api-keys', key: null, headers: { 'x-request-id': 'missing-key-1' }, remoteAddress: '198.51.100.7' });
     expect(missing.statusCode).toBe(401);
     expect(missing.headers['www-authenticate']).toContain('Bearer');
-    const wrong = await t.request({ method: 'GET', url: '/api/v1/api-keys', key: `${ADMIN_KEY}x`, headers: { 'x-request-id': 'wrong-key-1' } });
+    const wrong = await t.request({ method: 'GET', url: '/api/v1/api-keys', key: `${ADMIN_KEY}x`, headers: { 'x-request-id': 'wrong-key-1' }, remoteAddress: '198.51.100.7' });
     expect(wrong.statusCode).toBe(401);
     const telephony = await createKey(t, 'telephony');
     const forbidden = await t.request({ method: 'GET', url: '/api/v1/api-keys', key: telephony, headers: { 'x-request-id': 'wrong-role-1' } });
