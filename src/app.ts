@@ -40,6 +40,7 @@ import { closeHttpAgent } from './notifications/http-delivery.js';
 import { MqttPublisher } from './notifications/mqtt-delivery.js';
 import { NotificationDispatcher, type NotificationDispatcherOptions } from './notifications/notification-dispatcher.js';
 import { OutboundPolicy } from './notifications/outbound-policy.js';
+import { RetentionCleaner, type RetentionPolicy } from './retention/retention.js';
 import { MockTelephony } from './telephony/mock/mock-telephony.js';
 import { isInboundCallSource, type Telephony } from './telephony/telephony.js';
 
@@ -57,6 +58,7 @@ export interface AppOptions {
   instanceId?: string;
   dispatcher?: Partial<DispatcherOptions>;
   notifier?: Partial<NotificationDispatcherOptions>;
+  retention?: Partial<RetentionPolicy>;
 }
 
 declare module 'fastify' {
@@ -72,6 +74,8 @@ declare module 'fastify' {
       incomingCalls: IncomingCallsService;
       notifier: NotificationDispatcher;
       switchFeed: SwitchCallFeed | undefined;
+      /** Removes expired rows in the background; `stats` and `onDeleted` for metrics. */
+      retention: RetentionCleaner;
     };
   }
 }
@@ -133,7 +137,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const switchFeed =
     isInboundCallSource(telephony) && config.FREESWITCH_ANNOUNCE_INBOUND ? new SwitchCallFeed(incomingCalls, app.log) : undefined;
   if (switchFeed && isInboundCallSource(telephony)) telephony.onInboundCall((report) => switchFeed.accept(report));
-  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed });
+  const retention = new RetentionCleaner(
+    { db, clock, logger: app.log.child({ component: 'retention' }) },
+    {
+      eventLogDays: config.EVENT_LOG_RETENTION_DAYS,
+      callDays: config.CALL_RETENTION_DAYS,
+      notificationDays: config.NOTIFICATION_RETENTION_DAYS,
+      batchSize: config.RETENTION_BATCH_SIZE,
+      intervalMs: config.RETENTION_INTERVAL_S * 1000,
+      ...options.retention,
+    },
+  );
+  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, retention });
   const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
   if (signatures) keepRawJsonBodies(app);
   // The switch and the dispatcher run while the app does.
@@ -141,8 +156,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await telephony.start();
     await dispatcher.start();
     await notifier.start();
+    retention.start();
   });
   app.addHook('onClose', async () => {
+    await retention.stop();
     await dispatcher.stop();
     await telephony.stop();
     await switchFeed?.settle();
