@@ -5,5 +5,6 @@
 import { main } from './cli/main.js';
 
 const code = await main(process.argv.slice(2));
-// `serve` returns once listening; the process then lives until it is stopped.
-if (code !== 0) process.exitCode = code;
+// `serve` returns 0 once listening, and the process lives until it is stopped; other commands end
+// when their work does. A failure exits at once, whatever handle is still open.
+if (code !== 0) process.exit(code);
