@@ -3,11 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
+import { deviceColumns, type DeviceFileFormat } from '../devices/device-file.js';
 import { deviceTypeNames, type DeviceType } from '../devices/device-types.js';
-import { devicePages, exportHeader, exportLine } from '../devices/device-export.js';
-import { DeviceFileError, DeviceImporter, deviceColumns, detectFormat, readDeviceFile, type DeviceFileFormat, type ImportReport } from '../devices/device-import.js';
-import { DevicesService } from '../devices/devices-service.js';
-import { OutboundPolicy } from '../notifications/outbound-policy.js';
+import type { ImportReport } from '../devices/device-import.js';
 import { cliTrace, ExitCode, parseOptions, UsageError, withStorage, type Command, type CommandContext } from './command.js';
 
 function formatOption(value: string | undefined): DeviceFileFormat | undefined {
@@ -87,6 +85,10 @@ Exit: 0 everything imported, 3 rows rejected (nothing imported unless --partial)
       if (positionals.length !== 1) throw new UsageError('devices import takes one FILE (- for standard input)');
       const file = positionals[0]!;
       const config = context.config();
+      // Loaded here, not at start: `serve` has no use for them.
+      const { DeviceFileError, DeviceImporter, detectFormat, readDeviceFile } = await import('../devices/device-import.js');
+      const { DevicesService } = await import('../devices/devices-service.js');
+      const { OutboundPolicy } = await import('../notifications/outbound-policy.js');
       let content: string;
       try {
         content = file === '-' ? await text(process.stdin) : await readFile(file, 'utf8');
@@ -134,6 +136,7 @@ Streams page by page, so any number of devices fits.`,
       }
       const withSecrets = values['with-secrets'];
       const config = context.config();
+      const { devicePages, exportHeader, exportLine } = await import('../devices/device-export.js');
       let count = 0;
       await withStorage(config, async (storage) => {
         await write(context.stdout, exportHeader(format, withSecrets));

@@ -6,7 +6,7 @@
  */
 import type { DbOrTrx } from '../storage/database.js';
 import type { DeviceRow } from '../storage/schema.js';
-import { deviceColumns, type DeviceFileFormat } from './device-import.js';
+import { deviceColumns, type DeviceFileFormat } from './device-file.js';
 
 const PAGE = 1_000;
 

@@ -20,11 +20,12 @@ import type { NewDeviceRow } from '../storage/schema.js';
 import { deviceTypes, type DeviceType } from './device-types.js';
 import { CreateDeviceBody } from './devices-schemas.js';
 import { generateSigningSecret, type DevicesService } from './devices-service.js';
+import { deviceColumns, type DeviceFileFormat } from './device-file.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
-/** The columns of an import (and of an export): the API's fields, and the signing secret of a speaker moved from elsewhere. */
-export const deviceColumns = ['device_id', 'type', 'msisdn', 'name', 'endpoint', 'enabled', 'metadata', 'signing_secret'] as const;
+// The columns: the API's fields, and the signing secret of a speaker moved from elsewhere.
+export { deviceColumns, type DeviceFileFormat } from './device-file.js';
 
 const ImportedDevice = Type.Object(
   {
@@ -35,7 +36,6 @@ const ImportedDevice = Type.Object(
 );
 const checkRow = addFormats(new Ajv({ allErrors: true, strict: false, removeAdditional: false, coerceTypes: false })).compile(ImportedDevice);
 
-export type DeviceFileFormat = 'csv' | 'jsonl';
 
 export interface SourceRow {
   /** Line of the file the row starts on (1 is the CSV header). */
