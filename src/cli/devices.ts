@@ -40,6 +40,8 @@ function printReport(report: ImportReport, source: string, context: CommandConte
           '`iot-gateway devices export --type speaker --with-secrets > speakers.csv` (keep that file safe).',
       );
     }
+  } else if (report.rejected.length > 0 && report.rejected.length === report.rows) {
+    out('Nothing was imported: no row was valid.');
   } else if (report.rejected.length > 0) {
     out(`Nothing was imported: an import is all or nothing. Fix the rows above, or add --partial to import the ${report.rows - report.rejected.length} valid rows and leave these out.`);
   } else {
@@ -75,7 +77,8 @@ listed with its line number and reasons.
 Speakers without a signing_secret column get a new secret, as the API gives them; the secrets
 are not printed: \`iot-gateway devices export --with-secrets\` writes them out. The import is one
 \`device.imported\` row in the event log.
-Exit: 0 everything imported, 3 rows rejected (nothing imported unless --partial), 1 failed.`,
+Exit: 0 everything imported; 3 rows rejected (nothing imported unless --partial) or a file
+that is not a device file (no header, unknown column); 1 failed.`,
     async run(args, context) {
       const { values, positionals } = parseOptions(
         args,
