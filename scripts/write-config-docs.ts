@@ -1,6 +1,10 @@
-/** Rewrites the configuration table in README.md from the config schema (`npm run docs:config`). */
+/**
+ * Writes the configuration reference (docs/configuration.md) and the README's configuration table
+ * from the config schema (`npm run docs:config`).
+ */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { withConfigurationTable } from '../src/config/config-docs.js';
+import { configurationReference, withConfigurationTable } from '../src/config/config-docs.js';
 
-const file = new URL('../README.md', import.meta.url);
-writeFileSync(file, withConfigurationTable(readFileSync(file, 'utf8')));
+const readme = new URL('../README.md', import.meta.url);
+writeFileSync(readme, withConfigurationTable(readFileSync(readme, 'utf8')));
+writeFileSync(new URL('../docs/configuration.md', import.meta.url), configurationReference());

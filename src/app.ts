@@ -49,6 +49,7 @@ import { closeHttpAgent } from './notifications/http-delivery.js';
 import { MqttPublisher } from './notifications/mqtt-delivery.js';
 import { NotificationDispatcher, type NotificationDispatcherOptions } from './notifications/notification-dispatcher.js';
 import { OutboundPolicy } from './notifications/outbound-policy.js';
+import { RetentionCleaner, type RetentionPolicy } from './retention/retention.js';
 import { MockTelephony } from './telephony/mock/mock-telephony.js';
 import { isInboundCallSource, type Telephony } from './telephony/telephony.js';
 
@@ -70,6 +71,7 @@ export interface AppOptions {
   eventStream?: Partial<StreamOptions>;
   /** Where the built operator console is (default: console/dist). */
   consoleRoot?: string;
+  retention?: Partial<RetentionPolicy>;
 }
 
 declare module 'fastify' {
@@ -87,6 +89,8 @@ declare module 'fastify' {
       switchFeed: SwitchCallFeed | undefined;
       metrics: GatewayMetrics;
       eventFeed: EventLogFeed;
+      /** Removes expired rows in the background; `stats` and `onDeleted` for metrics. */
+      retention: RetentionCleaner;
     };
   }
 }
@@ -168,8 +172,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const switchFeed =
     isInboundCallSource(telephony) && config.FREESWITCH_ANNOUNCE_INBOUND ? new SwitchCallFeed(incomingCalls, app.log) : undefined;
   if (switchFeed && isInboundCallSource(telephony)) telephony.onInboundCall((report) => switchFeed.accept(report));
+  const retention = new RetentionCleaner(
+    { db, clock, logger: app.log.child({ component: 'retention' }) },
+    {
+      eventLogDays: config.EVENT_LOG_RETENTION_DAYS,
+      callDays: config.CALL_RETENTION_DAYS,
+      notificationDays: config.NOTIFICATION_RETENTION_DAYS,
+      batchSize: config.RETENTION_BATCH_SIZE,
+      intervalMs: config.RETENTION_INTERVAL_S * 1000,
+      ...options.retention,
+    },
+  );
+  retention.onDeleted((table, rows) => metrics.retentionDeleted.inc({ table }, rows));
   const eventFeed = new EventLogFeed({ db, logger: app.log });
-  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, metrics, eventFeed });
+  app.decorate('services', { apiKeys, devices, rules, alarms, deviceEvents, dispatcher, telephony, incomingCalls, notifier, switchFeed, metrics, eventFeed, retention });
   const signatures = config.WEBHOOK_SIGNING_SECRET ? new Webhook(config.WEBHOOK_SIGNING_SECRET) : undefined;
   installJsonBodyParser(app, { keepRaw: signatures !== undefined });
   // The switch and the dispatcher run while the app does.
@@ -177,10 +193,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await telephony.start();
     await dispatcher.start();
     await notifier.start();
+    retention.start();
   });
   // Open event streams would keep the server from closing: end them first.
   app.addHook('preClose', async () => eventFeed.stop());
   app.addHook('onClose', async () => {
+    await retention.stop();
     await dispatcher.stop();
     await telephony.stop();
     await switchFeed?.settle();

@@ -12,11 +12,12 @@ export const ConfigSchema = Type.Object({
   DATABASE_URL: Type.Optional(
     Type.String({
       pattern: '^postgres(ql)?://',
+      examples: ['postgresql://gateway:secret@db.example.net:5432/gateway'],
       description: 'PostgreSQL connection URL. Unset: an embedded PGlite database in `DATA_DIR`.',
     }),
   ),
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'Connections in the PostgreSQL pool.' }),
-  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Folder of the embedded database (used only without `DATABASE_URL`).' }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Folder of the embedded database (used only without `DATABASE_URL`).', examples: ['/var/lib/iot-gateway'] }),
   ADMIN_API_KEY: Type.Optional(
     Type.String({ minLength: 24, description: 'An admin key accepted in addition to stored keys (at least 24 characters). Unset and no admin key stored: the first start creates one and prints it once.' }),
   ),
@@ -70,6 +71,7 @@ export const ConfigSchema = Type.Object({
   OUTBOUND_ALLOW_HOSTS: Type.String({
     pattern: '^[A-Za-z0-9.:/*\\[\\], -]*$',
     default: '',
+    examples: ['127.0.0.1,10.20.0.0/16,speaker.lan'],
     description: 'Hosts, addresses or CIDR ranges (comma-separated) that speaker endpoints may use although they are private, loopback or link-local, e.g. `127.0.0.1,10.20.0.0/16,speaker.lan`. Everything else in those ranges is refused.',
   }),
   NOTIFICATION_TTL_S: Type.Integer({ minimum: 1, maximum: 3600, default: 30, description: 'How long a speaker notification stays worth delivering (`expires_at`); retries stop then.' }),
@@ -84,6 +86,7 @@ export const ConfigSchema = Type.Object({
   WEBHOOK_SIGNING_SECRET: Type.Optional(
     Type.String({
       pattern: '^whsec_[A-Za-z0-9+/]{24,}={0,2}$',
+      examples: ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'],
       description: 'Standard Webhooks secret (`whsec_...`) shared with the smart-home system: when set, device events must carry valid `webhook-id`, `webhook-timestamp` and `webhook-signature` headers (besides the API key).',
     }),
   ),
@@ -98,6 +101,7 @@ export const ConfigSchema = Type.Object({
   INSTANCE_ID: Type.Optional(
     Type.String({
       pattern: '^[A-Za-z0-9._:-]{1,100}$',
+      examples: ['gateway-a'],
       description: 'Name of this gateway instance (default: host name and port). Keep it stable across restarts: calls a crashed instance had in flight are reconciled by the instance that comes back under the same name, at once.',
     }),
   ),
@@ -112,12 +116,13 @@ export const ConfigSchema = Type.Object({
     description: '`freeswitch`: place calls through the Event Socket; `mock`: the built-in mock telephony; `auto`: FreeSWITCH when `FREESWITCH_ESL_URL` is set, else the mock.',
   }),
   FREESWITCH_ESL_URL: Type.Optional(
-    Type.String({ pattern: '^tcp://[^\\s/:]+:[0-9]{1,5}$', description: 'FreeSWITCH Event Socket (inbound), e.g. `tcp://127.0.0.1:8021`.' }),
+    Type.String({ pattern: '^tcp://[^\\s/:]+:[0-9]{1,5}$', examples: ['tcp://127.0.0.1:8021'], description: 'FreeSWITCH Event Socket (inbound), e.g. `tcp://127.0.0.1:8021`.' }),
   ),
   FREESWITCH_ESL_PASSWORD: Type.Optional(Type.String({ minLength: 1, description: 'Event Socket password (required with `FREESWITCH_ESL_URL`).' })),
   FREESWITCH_DIAL_STRING: Type.String({
     pattern: '^[A-Za-z0-9/_.:@=-]*\\{number\\}[A-Za-z0-9/_.:@=-]*$',
     default: 'sofia/gateway/tas/{number}',
+    examples: ['sofia/internal/{number}@10.0.0.5', 'loopback/{number}/default'],
     description: 'Dial-string template; `{number}` becomes the E.164 number (digits and +). Only letters, digits and `/ _ . : @ = -` around it.',
   }),
   FREESWITCH_TTS_ENGINE: Type.String({ pattern: '^[A-Za-z0-9_-]{1,50}$', default: 'flite', description: 'TTS engine for alarm messages (`speak`).' }),
@@ -128,17 +133,49 @@ export const ConfigSchema = Type.Object({
   FREESWITCH_CALLEE_HEADER: Type.String({
     pattern: '^[A-Za-z0-9_-]{1,100}$',
     default: 'Caller-Destination-Number',
+    examples: ['variable_sip_to_user'],
     description: 'Event header holding the called number of an inbound FreeSWITCH call (e.g. `variable_sip_to_user`).',
   }),
   FREESWITCH_ANNOUNCE_INBOUND: Type.Boolean({ default: true, description: 'Announce inbound calls seen on the FreeSWITCH Event Socket to speakers.' }),
   FREESWITCH_ACK_PROMPT_FILE: Type.Optional(
     Type.String({ pattern: '^[A-Za-z0-9/_.:-]{1,300}$', description: 'A sound file asking to press 1; unset: "Press 1 to confirm" is spoken.' }),
   ),
+  EVENT_LOG_RETENTION_DAYS: Type.Integer({
+    minimum: 0,
+    maximum: 36_500,
+    default: 90,
+    description: 'Days event-log rows are kept, and with them the record of received device events (which recognises a repeated `event_id`); `0` keeps them forever.',
+  }),
+  CALL_RETENTION_DAYS: Type.Integer({
+    minimum: 0,
+    maximum: 36_500,
+    default: 90,
+    description: 'Days an ended alarm (with its calls) and an incoming call are kept; `0` keeps them forever. Active alarms, and incoming calls that still have notifications, are never removed.',
+  }),
+  NOTIFICATION_RETENTION_DAYS: Type.Integer({
+    minimum: 0,
+    maximum: 36_500,
+    default: 90,
+    description: 'Days a settled speaker notification is kept; `0` keeps them forever. Pending and in-flight notifications are never removed.',
+  }),
+  RETENTION_INTERVAL_S: Type.Integer({
+    minimum: 10,
+    maximum: 86_400,
+    default: 3_600,
+    description: 'How often expired rows are looked for (the first pass runs a minute after start).',
+  }),
+  RETENTION_BATCH_SIZE: Type.Integer({
+    minimum: 10,
+    maximum: 50_000,
+    default: 1_000,
+    description: 'Rows removed per statement; small batches keep each transaction short and never block the intake.',
+  }),
 });
 
 export type Config = Static<typeof ConfigSchema>;
 
-const secretSettings = new Set(['ADMIN_API_KEY', 'DATABASE_URL', 'FREESWITCH_ESL_PASSWORD', 'WEBHOOK_SIGNING_SECRET', 'METRICS_TOKEN']);
+/** Settings whose values are never shown (in errors, docs examples or logs). */
+export const secretSettings: ReadonlySet<string> = new Set(['ADMIN_API_KEY', 'DATABASE_URL', 'FREESWITCH_ESL_PASSWORD', 'WEBHOOK_SIGNING_SECRET', 'METRICS_TOKEN']);
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -174,17 +174,18 @@ export class DevicesService {
     });
   }
 
-  private async checkEndpoint(type: DeviceType, endpoint: string | null): Promise<string | null> {
+  /** The endpoint if the device type and the outbound policy accept it, or a 422 naming `field`. */
+  async checkEndpoint(type: DeviceType, endpoint: string | null, field = 'body.endpoint'): Promise<string | null> {
     const spec = deviceTypes[type];
     if (endpoint === null) {
-      if (spec.endpoint === 'required') throw invalidField('body.endpoint', `is required for a ${type}`);
+      if (spec.endpoint === 'required') throw invalidField(field, `is required for a ${type}`);
       return null;
     }
-    if (spec.endpoint === 'forbidden') throw invalidField('body.endpoint', `a ${type} takes no endpoint (the gateway sends it nothing)`);
+    if (spec.endpoint === 'forbidden') throw invalidField(field, `a ${type} takes no endpoint (the gateway sends it nothing)`);
     const parsed = parseEndpoint(endpoint);
-    if (!parsed.ok) throw invalidField('body.endpoint', parsed.reason);
+    if (!parsed.ok) throw invalidField(field, parsed.reason);
     const allowed = await this.outbound.checkUrl(endpoint);
-    if (!allowed.ok) throw invalidField('body.endpoint', `${allowed.reason} (allow it with OUTBOUND_ALLOW_HOSTS)`);
+    if (!allowed.ok) throw invalidField(field, `${allowed.reason} (allow it with OUTBOUND_ALLOW_HOSTS)`);
     return endpoint;
   }
 }

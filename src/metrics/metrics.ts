@@ -113,6 +113,13 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  readonly retentionDeleted = new Counter({
+    name: 'tig_retention_deleted_rows_total',
+    help: 'Rows removed by retention (EVENT_LOG_RETENTION_DAYS, CALL_RETENTION_DAYS, NOTIFICATION_RETENTION_DAYS), by table.',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+
   readonly telephonyReconnects = new Counter({
     name: 'tig_telephony_reconnects_total',
     help: 'Times the connection to the switch (FreeSWITCH Event Socket) came back after being lost.',
