@@ -4,7 +4,7 @@
  * offending fields; a 5xx never says more than "internal error".
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isDatabaseUnavailable } from '../storage/errors.js';
+import { isDatabaseUnavailable, isTransientConflict } from '../storage/errors.js';
 import { ApiProblem, problemCatalog, type FieldError, type ProblemCode } from './problems.js';
 
 export interface ProblemBody {
@@ -97,6 +97,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     const mapped = fastifyError.code ? fastifyCodes[fastifyError.code] : undefined;
     if (mapped) return sendProblem(request, reply, mapped, fastifyError.message);
+    if (isTransientConflict(error)) {
+      request.log.warn({ err: error }, 'transaction rolled back by the database (deadlock or serialization conflict)');
+      return sendProblem(request, reply, 'busy_retry', 'The request collided with concurrent work and nothing of it was kept; retry it.');
+    }
     if (isDatabaseUnavailable(error)) {
       request.log.error({ err: error }, 'database unavailable');
       return sendProblem(request, reply, 'database_unavailable', 'The database cannot be reached right now; retry shortly.');

@@ -31,6 +31,7 @@ export const problemCatalog = {
   api_key_not_found: { status: 404, title: 'API key not found' },
   last_admin_key: { status: 409, title: 'The last admin key cannot be revoked' },
   database_unavailable: { status: 503, title: 'The database is unavailable' },
+  busy_retry: { status: 503, title: 'Concurrent work collided; retry' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

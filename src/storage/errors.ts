@@ -29,3 +29,15 @@ export function uniqueViolation(error: unknown): string | undefined {
   if (candidate?.code !== '23505') return undefined;
   return typeof candidate.constraint === 'string' ? candidate.constraint : 'unique';
 }
+
+/**
+ * A transaction the database rolled back to break a deadlock (40P01) or a serialization conflict
+ * (40001): nothing of it was kept, and the same request tried again succeeds.
+ */
+export function isTransientConflict(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    const code = (current as { code?: unknown }).code;
+    if (code === '40P01' || code === '40001') return true;
+  }
+  return false;
+}

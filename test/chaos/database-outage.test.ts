@@ -24,7 +24,7 @@ import {
   profile,
   report,
   seedSensors,
-  settledCalls,
+  untilSettled,
   smoke,
   untilAcknowledged,
   type EventReply,
@@ -102,7 +102,7 @@ describe.skipIf(postgresOnly)(`fault: PostgreSQL unreachable for ${profile.outag
     for (const reply of after) expect(reply.status).toBe(202);
 
     const alarmIds = [...before, ...after].map((reply) => reply.body.alarm_ids![0]!);
-    const calls = await until('every alarm resolved and its calls ended', () => settledCalls(run, alarmIds), 60_000, 250);
+    const calls = await untilSettled(run, alarmIds, 60_000);
     const resolved = await run.db.selectFrom('alarms').select('id').where('id', 'in', alarmIds).where('status', '=', 'resolved').execute();
     expect(resolved).toHaveLength(alarmIds.length);
     const ledger = await eventLedger(run, alarmIds.map((_, k) => `evt-outage-${k}`));

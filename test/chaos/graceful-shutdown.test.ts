@@ -12,7 +12,7 @@ import type { EslPeer } from '../support/esl-peer.js';
 import type { GatewayProcess } from '../support/gateway-process.js';
 import { SpeakerReceivers } from '../support/speaker-receivers.js';
 import { mapLimit, until } from '../support/waiting.js';
-import { ChaosRun, api, calleesPressing1, checkNoDoubleCalls, createKey, postgresOnly, report, seedSensors, seedSpeakers, settledCalls, smoke } from './harness.js';
+import { ChaosRun, api, calleesPressing1, checkNoDoubleCalls, createKey, postgresOnly, report, seedSensors, seedSpeakers, untilSettled, smoke } from './harness.js';
 
 const RINGING = 6;
 const CALLS = 6;
@@ -84,7 +84,7 @@ describe.skipIf(postgresOnly)('fault: SIGTERM while calls ring and announcements
     );
     const takeoverMs = Date.now() - stopping;
     const alarmIds = alarms.map((reply) => reply.body.alarm_ids![0]!);
-    const calls = await until('every alarm resolved', () => settledCalls(run, alarmIds), 40_000, 250);
+    const calls = await untilSettled(run, alarmIds, 40_000);
     const resolved = await run.db.selectFrom('alarms').select('id').where('id', 'in', alarmIds).where('status', '=', 'resolved').execute();
     expect(resolved).toHaveLength(RINGING);
     const { redials } = checkNoDoubleCalls(peer, calls);

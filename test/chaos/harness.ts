@@ -10,6 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
+import { until } from '../support/waiting.js';
 import { EslClient } from '../../src/telephony/freeswitch/esl-client.js';
 import { createTestDatabase, onPostgres, testDatabaseUrl, type TestDatabase } from '../support/database.js';
 import { startEslPeer, type CallScript, type EslPeer, type EslPeerOptions } from '../support/esl-peer.js';
@@ -219,6 +220,23 @@ export async function settledCalls(run: ChaosRun, alarmIds: string[]): Promise<C
   if (active.length > 0) return undefined;
   const calls = await callsOf(run, alarmIds);
   return calls.every((call) => !['queued', 'dialing', 'ringing', 'answered'].includes(call.status)) ? calls : undefined;
+}
+
+/** Waits until every alarm has ended and its calls too; on timeout, says what is left and where. */
+export async function untilSettled(run: ChaosRun, alarmIds: string[], ms: number): Promise<CallRecord[]> {
+  try {
+    return await until(`all ${alarmIds.length} alarms ended`, () => settledCalls(run, alarmIds), ms, 250);
+  } catch (error) {
+    const alarms = await run.db.selectFrom('alarms').select(['status']).select((eb) => eb.fn.countAll<number>().as('n')).where('id', 'in', alarmIds).groupBy('status').execute();
+    const calls = await run.db
+      .selectFrom('calls')
+      .select(['status', 'claimed_by'])
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('alarm_id', 'in', alarmIds)
+      .groupBy(['status', 'claimed_by'])
+      .execute();
+    throw new Error(`${(error as Error).message}; alarms ${JSON.stringify(alarms)}; calls ${JSON.stringify(calls)}`);
+  }
 }
 
 /**

@@ -14,7 +14,7 @@ import type { EslPeer } from '../support/esl-peer.js';
 import type { GatewayProcess } from '../support/gateway-process.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { mapLimit, until } from '../support/waiting.js';
-import { ChaosRun, api, calleesPressing1, checkNoDoubleCalls, createKey, postgresOnly, profile, report, seedSensors, settledCalls, smoke } from './harness.js';
+import { ChaosRun, api, calleesPressing1, checkNoDoubleCalls, createKey, postgresOnly, profile, report, seedSensors, untilSettled, smoke } from './harness.js';
 
 const RINGING = 10;
 const DURING = 10;
@@ -72,7 +72,7 @@ describe.skipIf(postgresOnly)(`fault: the FreeSWITCH Event Socket unreachable fo
     await until('/readyz is ready again', async () => (await api(gateway.baseUrl, 'GET', '/readyz')).status === 200, 20_000, 100);
 
     const alarmIds = [...ringing, ...during].map((reply) => reply.body.alarm_ids![0]!);
-    const calls = await until('every alarm resolved and its calls ended', () => settledCalls(run, alarmIds), 60_000, 250);
+    const calls = await untilSettled(run, alarmIds, 60_000);
     const resolved = await run.db.selectFrom('alarms').select('id').where('id', 'in', alarmIds).where('status', '=', 'resolved').execute();
     expect(resolved).toHaveLength(RINGING + DURING);
     // The ringing calls were asked about after the reconnection and kept: one originate each.

@@ -4,7 +4,7 @@
  * fault scenario, where an exhausted pool under load answered 500.
  */
 import { describe, expect, it } from 'vitest';
-import { isDatabaseUnavailable } from '../../src/storage/errors.js';
+import { isDatabaseUnavailable, isTransientConflict } from '../../src/storage/errors.js';
 
 const coded = (code: string) => Object.assign(new Error('failed'), { code });
 
@@ -30,5 +30,18 @@ describe('isDatabaseUnavailable', () => {
     ['not an error at all', 'timeout exceeded when trying to connect'],
   ])('%s: not unavailable', (_what, error) => {
     expect(isDatabaseUnavailable(error)).toBe(false);
+  });
+});
+
+describe('isTransientConflict', () => {
+  it('a deadlock victim (40P01) and a serialization failure (40001) are worth retrying (503, not 500)', () => {
+    expect(isTransientConflict(coded('40P01'))).toBe(true);
+    expect(isTransientConflict(coded('40001'))).toBe(true);
+    expect(isTransientConflict(new Error('insert failed', { cause: coded('40P01') }))).toBe(true);
+  });
+
+  it('other errors are not', () => {
+    expect(isTransientConflict(coded('23505'))).toBe(false);
+    expect(isTransientConflict(new Error('deadlock detected'))).toBe(false);
   });
 });
