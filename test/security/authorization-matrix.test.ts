@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouteEntry } from '../../src/auth/authenticate.js';
 import { roles, type Role } from '../../src/auth/roles.js';
 import { ADMIN_KEY, createKey, createTestApp, type TestApp } from '../support/app.js';
-import { expectProblem } from './profile.js';
+import { expectProblem, injectBounded } from './profile.js';
 import { Fixtures, sampleFor, type Sample } from './route-samples.js';
 
 type Caller =
@@ -52,10 +52,9 @@ function allowed(route: RouteEntry, caller: Caller): boolean {
 /** Sends a route's sample as a caller: a fresh sample when the call may change something, else `shared`. */
 async function call(route: RouteEntry, caller: Caller, shared: Sample): Promise<{ response: LightMyRequestResponse; request: string }> {
   const sample = allowed(route, caller) && route.method !== 'GET' && route.method !== 'HEAD' ? await sampleFor(route.method, route.url)!(fixtures) : shared;
-  const response = await t.request({
+  const response = await injectBounded(t.app, {
     method: route.method,
     url: sample.url,
-    key: null,
     headers: caller.header,
     ...(sample.payload ? { payload: sample.payload } : {}),
   });

@@ -2,7 +2,7 @@
  * The security suite's two profiles, chosen by TEST_PROFILE: `long` (npm run test:security) and
  * the short one CI runs with `npm test`. Also the checks every hostile request's answer must pass.
  */
-import type { LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
 
 export const longProfile = process.env.TEST_PROFILE === 'long';
@@ -33,4 +33,27 @@ export function expectProblem(response: LightMyRequestResponse, where = ''): Rec
     request_id: expect.any(String),
   });
   return body;
+}
+
+/**
+ * app.inject that also ends for a route that never does (the live event-log stream): the answer
+ * is read as a stream; an event stream is closed once its status and headers are in.
+ */
+export async function injectBounded(app: FastifyInstance, options: InjectOptions): Promise<LightMyRequestResponse> {
+  const response = await app.inject({ ...options, payloadAsStream: true });
+  const stream = response.stream();
+  let body = '';
+  if (String(response.headers['content-type']).startsWith('text/event-stream')) {
+    stream.on('error', () => {});
+    stream.destroy();
+  } else {
+    for await (const chunk of stream) body += String(chunk);
+  }
+  const method = String(options.method ?? 'GET').toUpperCase();
+  return Object.create(response, {
+    body: { value: body },
+    payload: { value: body },
+    json: { value: () => JSON.parse(body) as unknown },
+    raw: { value: { res: (response.raw as { res?: unknown } | undefined)?.res, req: { method } } },
+  }) as LightMyRequestResponse;
 }

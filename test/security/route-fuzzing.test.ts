@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouteEntry } from '../../src/auth/authenticate.js';
 import { ADMIN_KEY, createTestApp, type TestApp } from '../support/app.js';
 import { onPostgres } from '../support/database.js';
-import { expectWellFormed, longProfile, profileName } from './profile.js';
+import { expectWellFormed, injectBounded, longProfile, profileName } from './profile.js';
 import { hostileRequests, type HostileRequest } from './hostile-requests.js';
 
 const casesPerRoute = onPostgres ? (longProfile ? 200 : 20) : longProfile ? 2_000 : 200;
@@ -64,8 +64,8 @@ function signedHeaders(request: HostileRequest): Record<string, string> {
 
 async function send(request: HostileRequest): Promise<void> {
   const signing = request.method === 'POST' && request.url.startsWith('/api/v1/webhooks/events') ? signedHeaders(request) : {};
-  const response = await t.app.inject({
-    method: request.method as 'GET',
+  const response = await injectBounded(t.app, {
+    method: request.method,
     url: request.url,
     headers: { 'x-api-key': ADMIN_KEY, ...request.headers, ...signing },
     ...(request.payload !== undefined ? { payload: request.payload } : {}),

@@ -4,6 +4,7 @@
  * a new route without a sample fails the matrix with a message saying to add one.
  */
 import { randomUUID } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import type { InjectOptions } from 'fastify';
 import { ADMIN_KEY, type TestApp } from '../support/app.js';
 
@@ -116,6 +117,14 @@ const samples: Record<string, SampleBuilder> = {
   'GET /api/v1/incoming-calls/:call_id': async (f) => ({ url: `/api/v1/incoming-calls/${await f.incomingCall()}` }),
 
   'GET /api/v1/event-logs': async () => ({ url: '/api/v1/event-logs?type=device.*' }),
+  // An event stream never ends: the matrix reads its status and headers, then hangs up.
+  'GET /api/v1/event-logs/stream': async () => ({ url: '/api/v1/event-logs/stream?type=device.*' }),
+
+  'GET /metrics': async () => ({ url: '/metrics' }),
+  'GET /console': async () => ({ url: '/console' }),
+  'GET /console/': async () => ({ url: '/console/' }),
+  // One of the built console's files (npm ci builds it).
+  'GET /console/*': async () => ({ url: `/console/assets/${readdirSync(new URL('../../console/dist/assets/', import.meta.url))[0]}` }),
 };
 
 /** The sample request of a route (a HEAD route uses its GET's); undefined when none is written yet. */

@@ -150,7 +150,7 @@ describe('a full run with every kind of secret configured, logged at trace', () 
     expect(lines.length).toBeGreaterThan(30);
     const text = lines.join('\n');
     expect(text).toContain('"level":20');
-    for (const message of ['incoming request', 'ESL command sent', 'Originate accepted by FreeSWITCH', 'FreeSWITCH refused the Event Socket password']) expect(text).toContain(message);
+    for (const message of ['request received', 'ESL command sent', 'Originate accepted by FreeSWITCH', 'FreeSWITCH refused the Event Socket password']) expect(text).toContain(message);
   });
 
   it('no secret appears in any log line, any event_logs row, or any table but where it must be kept', async () => {

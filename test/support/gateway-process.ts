@@ -33,7 +33,11 @@ export async function startGateway(env: Record<string, string>, timeoutMs = 60_0
   let output = '';
   const exited = once(child, 'exit');
   const baseUrl = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Not left running behind the failed test.
+      child.kill('SIGKILL');
+      reject(new Error(`gateway did not start within ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
     let started = false;
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
