@@ -302,6 +302,9 @@ export class CallDispatcher {
       this.deps.logger.warn({ call_id: call.id, err: error }, 'cannot reconcile call yet: switch unavailable');
       return;
     }
+    // The switch may have reported the call's end just before it answered: let that report be
+    // recorded first, or a known outcome (a confirmed call) would be judged unknowable.
+    await this.#callChains.get(call.id);
     const now = this.deps.clock.now();
     const current = await repository.findCall(this.deps.db, call.id);
     if (!current || !['dialing', 'ringing', 'answered'].includes(current.status)) return; // ended meanwhile

@@ -40,6 +40,8 @@ export interface Reply<T = Record<string, unknown>> {
 /** One scenario's processes and data, cleaned up whatever happens. */
 export class ChaosRun {
   readonly gateways = new Set<GatewayProcess>();
+  /** Every gateway this run started, killed ones too: their output is written at the end. */
+  readonly #launched: GatewayProcess[] = [];
   readonly #closers: (() => Promise<unknown>)[] = [];
   database!: TestDatabase;
   /** DATABASE_URL of this run's schema (through `port` when given: a proxy). */
@@ -83,6 +85,7 @@ export class ChaosRun {
   async launch(env: Record<string, string>): Promise<GatewayProcess> {
     const gateway = await startGateway(env);
     this.gateways.add(gateway);
+    this.#launched.push(gateway);
     return gateway;
   }
 
@@ -90,8 +93,8 @@ export class ChaosRun {
     // A gateway that died on its own is a finding: show how.
     const folder = path.resolve('.test-results', 'chaos');
     mkdirSync(folder, { recursive: true });
+    for (const gateway of this.#launched) writeFileSync(path.join(folder, `gateway-${gateway.process.pid}.log`), gateway.output());
     for (const gateway of this.gateways) {
-      writeFileSync(path.join(folder, `gateway-${gateway.process.pid}.log`), gateway.output());
       const { exitCode } = gateway.process;
       if (exitCode !== null && exitCode !== 0) console.log(`chaos: a gateway exited by itself (code ${exitCode}); its last output:\n${gateway.output().slice(-4_000)}`);
     }
@@ -309,7 +312,7 @@ export function calleesAnsweringPrompts(run: ChaosRun, peer: EslPeer, delayMs = 
       if (!uuid || !/execute-app-name: play_and_get_digits/.test(command)) continue;
       const timer = setTimeout(() => {
         timers.delete(timer);
-        if (peer.liveChannels().includes(uuid)) peer.emitEvent('DTMF', { 'Unique-ID': uuid, 'Channel-Call-UUID': uuid, 'DTMF-Digit': '1', 'DTMF-Duration': '2000' });
+        peer.pressDigit(uuid, '1');
       }, delayMs);
       timers.add(timer);
     }

@@ -111,6 +111,12 @@ export interface EslPeer {
   resume(): void;
   /** The next command matching `pattern` (prefix or RegExp) is handled with `action`. */
   misbehaveOnNext(pattern: string | RegExp, action: MisbehaviourAction): void;
+  /**
+   * The callee presses `digit` on a live channel: a DTMF event, and, as play_and_get_digits does,
+   * the digit kept in the variable the last prompt named (later lifecycle events and uuid_getvar
+   * carry it). False when the channel is gone.
+   */
+  pressDigit(uuid: string, digit: string): boolean;
   /** Sends an event (base headers + `headers`) to every connection subscribed to it. */
   emitEvent(name: string, headers?: Record<string, string>, body?: string): void;
   /** Writes a fixture file's S->C frames verbatim to every authenticated connection (default: only event frames). */
@@ -308,6 +314,8 @@ interface PeerChannel {
   job: PendingJob | undefined;
   /** The failure script's choice of BACKGROUND_JOB placement. */
   jobBeforeHangupComplete: boolean;
+  /** The variable the last play_and_get_digits sent to this channel stores its digit in. */
+  digitsVariable?: string | undefined;
 }
 
 const STATUS_TEMPLATE = (sessions: number, live: number) =>
@@ -791,10 +799,17 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
         });
         return;
       }
-      case 'sendmsg':
-        // As in extras.jsonl: FreeSWITCH accepts the message at once (the peer does not run the app).
+      case 'sendmsg': {
+        // As in extras.jsonl: FreeSWITCH accepts the message at once (the peer does not run the
+        // app). A play_and_get_digits names the variable that a digit pressed later is kept in.
+        const channel = channels.get(rest[0] ?? '');
+        if (channel && headers['execute-app-name'] === 'play_and_get_digits') {
+          // Arguments split as switch_separate_string does: a quoted prompt is one argument.
+          channel.digitsVariable = (headers['execute-app-arg'] ?? '').match(/'[^']*'|\S+/g)?.[7];
+        }
         reply(commandReplyFrame('+OK'));
         return;
+      }
       default:
         reply(commandReplyFrame('-ERR command not found'));
     }
@@ -866,6 +881,18 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
     misbehaveOnNext(pattern: string | RegExp, action: MisbehaviourAction) {
       const matches = typeof pattern === 'string' ? (c: string) => c.startsWith(pattern) : (c: string) => pattern.test(c);
       misbehaviours.push({ matches, action });
+    },
+    pressDigit(uuid: string, digit: string) {
+      const channel = channels.get(uuid);
+      if (!channel) return false;
+      if (channel.digitsVariable) channel.variables[channel.digitsVariable] = digit;
+      // As switch_channel_dequeue_dtmf: the channel's headers, then the digit.
+      emitChannel(channel, 'DTMF', [
+        ['DTMF-Digit', digit],
+        ['DTMF-Duration', '2000'],
+        ['DTMF-Source', 'RTP'],
+      ]);
+      return true;
     },
     emitEvent(name: string, headers: Record<string, string> = {}, body?: string) {
       const own = new Set(Object.keys(headers));

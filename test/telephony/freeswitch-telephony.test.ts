@@ -527,6 +527,26 @@ describe('FreeSwitchTelephony against the Event Socket peer', () => {
     expect(sendmsgs(peer, request.callId).slice(before)).toHaveLength(3);
   });
 
+  it('an adopted call whose callee pressed 1 while nobody listened is confirmed, not asked again', async () => {
+    const { peer, scripts } = await peerFor();
+    const placing = await started(peer);
+    const request = callRequest();
+    scripts.set(request.callId, { outcome: 'answer', answerAfterMs: 20 });
+    await placing.telephony.placeCall(request);
+    await waitFor(() => sendmsgs(peer, request.callId).some((message) => message.app === 'play_and_get_digits'), 'the prompt');
+    // The placing process dies; the callee presses 1 meanwhile (FreeSWITCH keeps the digit).
+    await placing.telephony.stop();
+    expect(peer.pressDigit(request.callId, '1')).toBe(true);
+    const before = sendmsgs(peer, request.callId).length;
+    const adopting = await started(peer);
+    await adopting.telephony.adoptCall(request);
+    expect(adopting.kinds(request.callId)).toEqual(['acknowledged']);
+    expect(sendmsgs(peer, request.callId)).toHaveLength(before);
+    // Its hang-up, heard by the adopting process, carries the digit too.
+    await adopting.telephony.hangup(request.callId);
+    expect(await adopting.waitEnded(request.callId)).toMatchObject({ answered: true, acknowledged: true });
+  });
+
   it('refuses unsafe input before sending anything', async () => {
     const { peer } = await peerFor();
     const t = await started(peer);

@@ -228,6 +228,17 @@ export class FreeSwitchTelephony implements Telephony, InboundCallSource {
       const answerEpoch = (await this.client.api(`uuid_getvar ${request.callId} answer_epoch`)).trim();
       if (/^[1-9]\d*$/.test(answerEpoch)) call.answered = true;
     }
+    if (call.answered && !call.acknowledged && request.requireAck) {
+      // So may the "1": play_and_get_digits keeps it on the channel. A callee who confirmed is not
+      // asked again; the earlier prompt's queued hangup ends the call.
+      const digit = (await this.client.api(`uuid_getvar ${request.callId} ${ACK_DIGIT_VARIABLE}`)).trim();
+      if (digit === '1' && !call.acknowledged) {
+        call.acknowledged = true;
+        call.driven = true;
+        this.emit({ callId: call.callId, kind: 'acknowledged', at: this.clock.now() });
+        return;
+      }
+    }
     if (call.answered) this.drive(call);
   }
 
