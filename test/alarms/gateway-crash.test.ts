@@ -6,8 +6,8 @@
  *   (uuid_exists), finds the channel, keeps watching it, and never dials it again.
  * - A crash while the call ends: the switch no longer has the channel, so its outcome is lost;
  *   the call is recorded failed (OUTCOME_UNKNOWN) and made again once, under a new call id.
- * - Two instances on one PostgreSQL: every call is claimed and dialed by exactly one of them,
- *   also when one of them is killed in the middle of the work.
+ *
+ * Two instances on one PostgreSQL, one killed mid-run, are test/chaos/two-instances.test.ts.
  *
  * On PGlite the gateway keeps its data in a temporary DATA_DIR (one process at a time); on
  * PostgreSQL it works in this file's schema (DATABASE_URL with `options=-c search_path=...`).
@@ -21,7 +21,7 @@ import { EslClient } from '../../src/telephony/freeswitch/esl-client.js';
 import { createTestDatabase, onPostgres, testDatabaseUrl, type TestDatabase } from '../support/database.js';
 import { startEslPeer, type CallScript, type EslPeer, type OriginateRequest } from '../support/esl-peer.js';
 import { startGateway, type GatewayProcess } from '../support/gateway-process.js';
-import { mapLimit, until } from '../support/waiting.js';
+import { until } from '../support/waiting.js';
 
 const ADMIN_KEY = 'crash-test-admin-key-0123456789abcdef';
 const FIRST = '+79161110001';
@@ -360,194 +360,5 @@ describe(`a gateway process killed during an alarm (${onPostgres ? 'PostgreSQL s
 
     await second.stop('SIGTERM');
     await callee.stop();
-  });
-});
-
-// ------------------------------------------------------------------------------------------------
-
-const TWO_GATEWAYS = 'two gateway processes on one PostgreSQL: each call placed exactly once (needs PostgreSQL: PGlite serves one process)';
-if (!onPostgres) console.warn(`gateway-crash.test.ts: skipped "${TWO_GATEWAYS}" in the PGlite project`);
-
-describe.skipIf(!onPostgres)(TWO_GATEWAYS, () => {
-  const BATCH = 200;
-  const SECOND_BATCH = 50;
-  const numberOf = (i: number) => `+7916700${String(i).padStart(4, '0')}`;
-  const sensorOf = (i: number) => `multi-${i}`;
-  /**
-   * Quick callees in the first batch. In the second they let it ring 28 s: the calls b dialed are
-   * still live when its heartbeat goes stale (at most 20 s after its death), so a must adopt them.
-   */
-  let slow = false;
-  let peer: EslPeer;
-  let a: GatewayProcess;
-  let b: GatewayProcess;
-  let webhookKey: string;
-
-  interface CallRow {
-    id: string;
-    alarm_id: string;
-    status: string;
-    acknowledged: boolean;
-    hangup_cause: string | null;
-    redial_of: string | null;
-    claimed_by: string | null;
-  }
-
-  const callsOf = async (alarmIds: string[]): Promise<CallRow[]> =>
-    database!.storage.db
-      .selectFrom('calls')
-      .select(['id', 'alarm_id', 'status', 'acknowledged', 'hangup_cause', 'redial_of', 'claimed_by'])
-      .where('alarm_id', 'in', alarmIds)
-      .orderBy('seq')
-      .execute();
-
-  /** Resolves when every alarm has ended and none of their calls is in flight; returns the calls. */
-  const settled = async (alarmIds: string[], ms: number): Promise<CallRow[]> =>
-    until(
-      `all ${alarmIds.length} alarms are resolved and their calls ended`,
-      async () => {
-        const active = await database!.storage.db.selectFrom('alarms').select('id').where('id', 'in', alarmIds).where('status', '=', 'active').execute();
-        if (active.length > 0) return undefined;
-        const calls = await callsOf(alarmIds);
-        return calls.every((call) => !['queued', 'dialing', 'ringing', 'answered'].includes(call.status)) ? calls : undefined;
-      },
-      ms,
-      250,
-    );
-
-  beforeAll(async () => {
-    peer = await peerFor(() =>
-      slow
-        ? { outcome: 'answer', ringMs: 100, answerAfterMs: 28_000, dtmf: '1', dtmfIntervalMs: 200 }
-        : { outcome: 'answer', ringMs: 5, answerAfterMs: 20, dtmf: '1', dtmfIntervalMs: 10 },
-    );
-    // Each callee presses 1 and hangs up (stopped with the others in the file's afterAll).
-    await calleeConsole(peer, { hangUpAfterPressing1: true });
-    [a, b] = await Promise.all([launch(gatewayEnv(peer, 'a')), launch(gatewayEnv(peer, 'b'))]);
-    webhookKey = await createWebhookKey(a);
-    const indexes = Array.from({ length: BATCH + SECOND_BATCH }, (_, i) => i);
-    await mapLimit(indexes, 20, (i) => sensorWithRule(i % 2 === 0 ? a : b, sensorOf(i), [numberOf(i)], i < BATCH ? {} : { ring_timeout_s: 60 }));
-  }, 60_000);
-
-  it('200 alarms posted to both: 200 originates, 200 distinct call ids, both instances dialing', { timeout: 90_000 }, async () => {
-    const indexes = Array.from({ length: BATCH }, (_, i) => i);
-    const replies = await mapLimit(indexes, 20, (i) => smoke(i % 2 === 0 ? a : b, webhookKey, sensorOf(i), `evt-multi-${i}`));
-    for (const reply of replies) {
-      expect(reply.status).toBe(202);
-      expect(reply.body.status).toBe('accepted');
-      expect(reply.body.alarm_ids).toHaveLength(1);
-    }
-    const alarmIds = replies.map((reply) => reply.body.alarm_ids![0]!);
-    expect(new Set(alarmIds).size).toBe(BATCH);
-
-    const calls = await settled(alarmIds, 60_000);
-    expect(peer.originates).toHaveLength(BATCH);
-    const originated = originatedIds(peer);
-    expect(new Set(originated).size).toBe(BATCH);
-    // Each alarm has exactly one call, it is the one dialed, and it confirmed the alarm.
-    expect(calls).toHaveLength(BATCH);
-    expect(new Set(calls.map((call) => call.alarm_id)).size).toBe(BATCH);
-    expect(new Set(calls.map((call) => call.id))).toEqual(new Set(originated));
-    expect(calls.filter((call) => call.status !== 'completed' || !call.acknowledged)).toEqual([]);
-    const resolved = await database!.storage.db.selectFrom('alarms').select('id').where('id', 'in', alarmIds).where('status', '=', 'resolved').execute();
-    expect(resolved).toHaveLength(BATCH);
-
-    // Each call was claimed once (one call.dialing row), and both instances did some of the dialing.
-    const dialing = await database!.storage.db.selectFrom('event_logs').select('details').where('type', '=', 'call.dialing').execute();
-    const ours = dialing.map((row) => row.details).filter((details) => alarmIds.includes(details.alarm_id as string));
-    expect(ours).toHaveLength(BATCH);
-    expect(new Set(ours.map((details) => details.call_id)).size).toBe(BATCH);
-    const byInstance = new Map<string, number>();
-    for (const details of ours) byInstance.set(details.instance as string, (byInstance.get(details.instance as string) ?? 0) + 1);
-    expect([...byInstance.keys()].sort()).toEqual(['a', 'b']);
-    expect(byInstance.get('a')).toBeGreaterThan(0);
-    expect(byInstance.get('b')).toBeGreaterThan(0);
-  });
-
-  it('b killed in the middle of 50 more: every accepted alarm resolves, no call id dialed twice', { timeout: 90_000 }, async () => {
-    slow = true;
-    const before = peer.originates.length;
-    const dialedBy = async (callIds: string[]): Promise<Map<string, string>> => {
-      if (callIds.length === 0) return new Map();
-      const rows = await database!.storage.db.selectFrom('event_logs').select('details').where('type', '=', 'call.dialing').execute();
-      return new Map(rows.map((row) => [row.details.call_id as string, row.details.instance as string]).filter(([id]) => callIds.includes(id!)) as [string, string][]);
-    };
-    let bDead = false;
-    let redirected = 0;
-    const post = async (i: number): Promise<Reply<EventReply>> => {
-      const eventId = `evt-multi-${i}`;
-      if (i % 2 === 1 && !bDead) {
-        try {
-          return await smoke(b, webhookKey, sensorOf(i), eventId);
-        } catch {
-          // b died before or while answering: the sender tries the other gateway, same event id.
-        }
-      }
-      if (i % 2 === 1) redirected++;
-      return smoke(a, webhookKey, sensorOf(i), eventId);
-    };
-    const indexes = Array.from({ length: SECOND_BATCH }, (_, i) => BATCH + i);
-    const firstHalf = await mapLimit(indexes.slice(0, SECOND_BATCH / 2), 10, post);
-
-    // b has calls of its own ringing on the switch: kill it now, while the second half is posted.
-    const ringingForB = await until(
-      'b has calls ringing',
-      async () => {
-        const live = new Set(peer.liveChannels());
-        const byB = [...(await dialedBy(originatedIds(peer).slice(before)))].filter(([id, instance]) => instance === 'b' && live.has(id));
-        return byB.length >= 3 ? byB.map(([id]) => id) : undefined;
-      },
-      10_000,
-    );
-    const killed = b.stop('SIGKILL').then((code) => {
-      bDead = true;
-      return code;
-    });
-    const secondHalf = await mapLimit(indexes.slice(SECOND_BATCH / 2), 10, post);
-    expect(await killed).toBe('SIGKILL');
-    expect(redirected).toBeGreaterThan(0);
-    const replies = [...firstHalf, ...secondHalf];
-
-    const alarmIds = new Set<string>();
-    for (const reply of replies) {
-      expect(reply.status).toBe(202);
-      expect(['accepted', 'duplicate']).toContain(reply.body.status);
-      expect(reply.body.alarm_ids).toHaveLength(1);
-      alarmIds.add(reply.body.alarm_ids![0]!);
-    }
-    expect(alarmIds.size).toBe(SECOND_BATCH);
-
-    // b's calls in flight are a's to reconcile once b's heartbeat is stale (20 s, not configurable),
-    // and the callees answer after 28 s: allow for that.
-    const calls = await settled([...alarmIds], 50_000);
-    const resolved = await database!.storage.db.selectFrom('alarms').select('id').where('id', 'in', [...alarmIds]).where('status', '=', 'resolved').execute();
-    expect(resolved).toHaveLength(SECOND_BATCH);
-
-    // No call id was ever originated twice, in either batch.
-    const originated = originatedIds(peer);
-    expect(new Set(originated).size).toBe(originated.length);
-    const newOriginates = originated.slice(before);
-    const callIds = new Set(calls.map((call) => call.id));
-    expect(newOriginates.every((id) => callIds.has(id))).toBe(true);
-
-    for (const alarmId of alarmIds) {
-      const own = calls.filter((call) => call.alarm_id === alarmId);
-      const last = own[own.length - 1]!;
-      // It ends with a confirmed call, dialed exactly once ...
-      expect(last).toMatchObject({ status: 'completed', acknowledged: true });
-      expect(newOriginates.filter((id) => id === last.id)).toHaveLength(1);
-      // ... and any call before it is one whose outcome b's death lost, made again under a new id.
-      own.slice(0, -1).forEach((call, index) => {
-        expect(call).toMatchObject({ status: 'failed', hangup_cause: 'OUTCOME_UNKNOWN', claimed_by: 'b' });
-        expect(own[index + 1]!.redial_of).toBe(call.id);
-        expect(newOriginates.filter((id) => id === call.id).length).toBeLessThanOrEqual(1);
-      });
-    }
-
-    // The calls b left ringing were adopted by a (uuid_exists said live), not dialed again.
-    for (const id of ringingForB) {
-      expect(calls.find((call) => call.id === id)).toMatchObject({ claimed_by: 'a', status: 'completed', acknowledged: true });
-      expect(newOriginates.filter((other) => other === id)).toHaveLength(1);
-    }
   });
 });

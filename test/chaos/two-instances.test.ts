@@ -127,6 +127,9 @@ describe.skipIf(postgresOnly)(`fault: two instances, events alternated, one kill
     const resolved = await run.db.selectFrom('alarms').select('id').where('id', 'in', [...alarmIds]).where('status', '=', 'resolved').execute();
     expect(resolved).toHaveLength(EVENTS);
     const { redials, originates } = checkNoDoubleCalls(peer, callRows);
+    // Both instances claimed and dialed calls side by side (SKIP LOCKED), none of them twice.
+    const dialing = await run.db.selectFrom('event_logs').select('details').where('type', '=', 'call.dialing').execute();
+    expect(new Set(dialing.map((row) => (row.details as { instance?: string }).instance))).toEqual(new Set(['a', 'b']));
 
     // Announcements: every notification settles; each one recorded delivered reached its speaker;
     // a speaker hears the states in order and nothing the gateway did not mean to send. (A ringing
