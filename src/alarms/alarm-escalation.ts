@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
-import { appendEvents, type EventLogEntry } from '../event-log/event-log.js';
+import { appendEvents, transactionWithEventLog, type EventLogEntry } from '../event-log/event-log.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { CallProgress } from '../telephony/telephony.js';
 import * as repository from './alarms-repository.js';
@@ -88,27 +88,46 @@ export class AlarmEscalation {
 
   /** Applies one report from the switch. Returns what must happen after the commit. */
   async recordProgress(progress: CallProgress): Promise<EscalationEffects> {
-    const effects = noEffects();
-    await this.db.transaction().execute(async (trx) => {
-      if (progress.kind === 'ringing' || progress.kind === 'answered') {
-        const call = await repository.advanceCall(trx, progress.callId, progress.kind, progress.at);
-        if (call) await this.logCall(trx, call, `call.${progress.kind}`, 'info', effects);
-        return;
+    const [effects] = await this.recordProgressBatch([progress]);
+    return effects!;
+  }
+
+  /**
+   * Applies reports from the switch in one transaction, in the order given (a call's reports keep
+   * theirs), their event-log rows written by one INSERT. Returns, per report, what must happen
+   * after the commit. One report the database refuses fails them all: the caller retries them
+   * one at a time.
+   */
+  async recordProgressBatch(reports: readonly CallProgress[]): Promise<EscalationEffects[]> {
+    return transactionWithEventLog(this.db, async (trx) => {
+      const all: EscalationEffects[] = [];
+      for (const progress of reports) {
+        const effects = noEffects();
+        await this.#apply(trx, progress, effects);
+        all.push(effects);
       }
-      if (progress.kind === 'acknowledged') {
-        const call = await repository.markAcknowledged(trx, progress.callId);
-        if (!call) return;
-        const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
-        if (!alarm) return;
-        await record(trx, effects, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
-        // Confirmed: the alarm is resolved now, not when the callee hangs up.
-        if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
-        return;
-      }
-      const status = finalStatusOf(progress);
-      await this.finish(trx, progress.callId, { status, cause: progress.cause, sipCode: progress.sipCode ?? null, acknowledged: progress.acknowledged, outcomeUnknown: false }, effects);
+      return all;
     });
-    return effects;
+  }
+
+  async #apply(trx: DbOrTrx, progress: CallProgress, effects: EscalationEffects): Promise<void> {
+    if (progress.kind === 'ringing' || progress.kind === 'answered') {
+      const advanced = await repository.advanceCall(trx, progress.callId, progress.kind, progress.at);
+      if (advanced) await record(trx, effects, callEntry(advanced.alarm, advanced.call, `call.${progress.kind}`, 'info', {}));
+      return;
+    }
+    if (progress.kind === 'acknowledged') {
+      const call = await repository.markAcknowledged(trx, progress.callId);
+      if (!call) return;
+      const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
+      if (!alarm) return;
+      await record(trx, effects, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
+      // Confirmed: the alarm is resolved now, not when the callee hangs up.
+      if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
+      return;
+    }
+    const status = finalStatusOf(progress);
+    await this.finish(trx, progress.callId, { status, cause: progress.cause, sipCode: progress.sipCode ?? null, acknowledged: progress.acknowledged, outcomeUnknown: false }, effects);
   }
 
   /**
@@ -199,15 +218,9 @@ export class AlarmEscalation {
     await record(trx, effects, ...entries);
     return true;
   }
-
-  private async logCall(trx: DbOrTrx, call: CallRow, type: string, status: EventLogEntry['status'], effects: EscalationEffects): Promise<void> {
-    const alarm = await repository.findAlarm(trx, call.alarm_id);
-    if (!alarm) return;
-    await record(trx, effects, callEntry(alarm, call, type, status, {}));
-  }
 }
 
-function callEntry(alarm: AlarmRow, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown>): EventLogEntry {
+function callEntry(alarm: Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlation_id'>, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown>): EventLogEntry {
   return {
     type,
     status,

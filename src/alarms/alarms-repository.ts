@@ -128,16 +128,30 @@ export async function setDeadline(db: DbOrTrx, id: string, deadline: Date): Prom
   await db.updateTable('calls').set({ deadline_at: deadline }).where('id', '=', id).execute();
 }
 
-/** Moves a call forward (ringing, answered) only from an earlier in-flight status. */
-export async function advanceCall(db: DbOrTrx, id: string, to: 'ringing' | 'answered', at: Date): Promise<CallRow | undefined> {
+/**
+ * Moves a call forward (ringing, answered) only from an earlier in-flight status; returns the call
+ * with what its log row needs of the alarm, read by the same statement.
+ */
+export async function advanceCall(
+  db: DbOrTrx,
+  id: string,
+  to: 'ringing' | 'answered',
+  at: Date,
+): Promise<{ call: CallRow; alarm: Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlation_id'> } | undefined> {
   const from: CallStatus[] = to === 'ringing' ? ['dialing'] : ['dialing', 'ringing'];
-  return db
+  const row = await db
     .updateTable('calls')
+    .from('alarms')
     .set(to === 'ringing' ? { status: 'ringing', ringing_at: at } : { status: 'answered', answered_at: at })
-    .where('id', '=', id)
-    .where('status', 'in', from)
-    .returningAll()
+    .where('calls.id', '=', id)
+    .where('calls.status', 'in', from)
+    .whereRef('alarms.id', '=', 'calls.alarm_id')
+    .returningAll('calls')
+    .returning(['alarms.device_id as alarm_device_id', 'alarms.msisdn as alarm_msisdn', 'alarms.correlation_id as alarm_correlation_id'])
     .executeTakeFirst();
+  if (!row) return undefined;
+  const { alarm_device_id, alarm_msisdn, alarm_correlation_id, ...call } = row;
+  return { call, alarm: { id: call.alarm_id, device_id: alarm_device_id, msisdn: alarm_msisdn, correlation_id: alarm_correlation_id } };
 }
 
 export async function markAcknowledged(db: DbOrTrx, id: string): Promise<CallRow | undefined> {

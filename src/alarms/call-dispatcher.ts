@@ -6,7 +6,8 @@
  *   by exactly one instance, at most once. The pass runs at once when work is queued here (no
  *   polling delay), when a retry falls due (a timer), and every poll interval (work queued by
  *   another instance, or left by a crash).
- * - Progress from the switch is applied per call in arrival order.
+ * - Progress from the switch is recorded in arrival order, in batches: the reports that arrive
+ *   while one batch is written form the next (one transaction each).
  * - Calls in flight whose watcher is gone (this instance in an earlier life, an instance whose
  *   heartbeat stopped, a dropped switch connection, a passed deadline) are reconciled: if the
  *   switch still has the channel, it is adopted and watched; if not, its outcome is unknowable
@@ -19,7 +20,7 @@ import { SingleFlight } from '../jobs/single-flight.js';
 import { appendEvents, logSteps, type EventLogEntry } from '../event-log/event-log.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { Db } from '../storage/database.js';
-import { isDatabaseUnavailable } from '../storage/errors.js';
+import { isDatabaseUnavailable, isTransientConflict } from '../storage/errors.js';
 import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type CallRequest, type Telephony } from '../telephony/telephony.js';
 import type { CallAction } from '../rules/rule-actions.js';
 import { CALL_DEADLINE_MARGIN_S, type AlarmEscalation, type EscalationEffects } from './alarm-escalation.js';
@@ -44,6 +45,9 @@ export interface DispatcherOptions {
   notPlacedRetryMs: number;
 }
 
+/** Most reports from the switch recorded in one transaction. */
+const MAX_PROGRESS_BATCH = 100;
+
 const defaults: DispatcherOptions = {
   batchSize: 50,
   pollIntervalMs: 1_000,
@@ -59,7 +63,11 @@ export class CallDispatcher {
   #cancelTimers: (() => void)[] = [];
   #wakeAt: number | undefined;
   #cancelWake: (() => void) | undefined;
-  readonly #callChains = new Map<string, Promise<void>>();
+  /** Reports from the switch not recorded yet, in arrival order. */
+  readonly #progressQueue: CallProgress[] = [];
+  /** Calls with reports queued or being recorded, and how many. */
+  readonly #unrecorded = new Map<string, number>();
+  #recording: Promise<void> | undefined;
   /** Calls adopted in this life, not asked about again at every poll (until their deadline). */
   readonly #adopted = new Set<string>();
   /** Calls being reconciled right now. */
@@ -228,30 +236,58 @@ export class CallDispatcher {
 
   #applyProgress(progress: CallProgress): void {
     if (progress.kind === 'ended') this.#adopted.delete(progress.callId);
-    const previous = this.#callChains.get(progress.callId) ?? Promise.resolve();
-    const next = previous
-      .then(async () => this.#afterCommit(await this.#record(progress)))
-      .catch((error: unknown) => this.deps.logger.error({ err: error, call_id: progress.callId, kind: progress.kind }, 'could not record call progress'))
-      .finally(() => {
-        if (this.#callChains.get(progress.callId) === next) this.#callChains.delete(progress.callId);
-      });
-    this.#callChains.set(progress.callId, next);
-    this.#track(next);
+    this.#progressQueue.push(progress);
+    this.#unrecorded.set(progress.callId, (this.#unrecorded.get(progress.callId) ?? 0) + 1);
+    if (this.#recording) return;
+    this.#recording = this.#recordQueued().finally(() => (this.#recording = undefined));
+    this.#track(this.#recording);
+  }
+
+  /** Records the queued reports, a batch at a time, until none is left. */
+  async #recordQueued(): Promise<void> {
+    while (this.#progressQueue.length > 0) {
+      const batch = this.#progressQueue.splice(0, MAX_PROGRESS_BATCH);
+      const effects = await this.#record(batch);
+      for (const progress of batch) {
+        const left = (this.#unrecorded.get(progress.callId) ?? 1) - 1;
+        if (left > 0) this.#unrecorded.set(progress.callId, left);
+        else this.#unrecorded.delete(progress.callId);
+      }
+      for (const each of effects) this.afterCommit(each);
+    }
+  }
+
+  /** Resolves once no report of this call waits to be recorded. */
+  async #recorded(callId: string): Promise<void> {
+    while (this.#unrecorded.has(callId) && this.#recording) await this.#recording;
   }
 
   /**
    * Records what the switch reported, waiting out a database outage: the report exists nowhere
    * else, and losing it (a call's end, a pressed 1) would leave the call to be re-dialed. The wait
-   * ends when the dispatcher stops; the next start then asks the switch.
+   * ends when the dispatcher stops; the next start then asks the switch. A batch the database
+   * refuses for another reason (a deadlock with another instance's batch, one bad report) is
+   * recorded again one report at a time, so a bad report costs only itself.
    */
-  async #record(progress: CallProgress): Promise<EscalationEffects> {
+  async #record(batch: CallProgress[], attempt = 1): Promise<EscalationEffects[]> {
     for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
       try {
-        return await this.deps.escalation.recordProgress(progress);
+        return await this.deps.escalation.recordProgressBatch(batch);
       } catch (error) {
-        if (!isDatabaseUnavailable(error) || !this.#running) throw error;
-        this.deps.logger.warn({ call_id: progress.callId, kind: progress.kind, retry_in_ms: delay }, 'database unavailable: call progress kept until it can be recorded');
-        await new Promise<void>((resolve) => this.deps.clock.setTimer(resolve, delay));
+        if (isDatabaseUnavailable(error) && this.#running) {
+          this.deps.logger.warn({ reports: batch.length, retry_in_ms: delay }, 'database unavailable: call progress kept until it can be recorded');
+          await new Promise<void>((resolve) => this.deps.clock.setTimer(resolve, delay));
+          continue;
+        }
+        if (batch.length > 1) {
+          const each: EscalationEffects[] = [];
+          for (const progress of batch) each.push(...(await this.#record([progress])));
+          return each;
+        }
+        if (isTransientConflict(error) && attempt < 3) return this.#record(batch, attempt + 1);
+        const [progress] = batch;
+        this.deps.logger.error({ err: error, call_id: progress?.callId, kind: progress?.kind }, 'could not record call progress');
+        return [];
       }
     }
   }
@@ -270,7 +306,7 @@ export class CallDispatcher {
     const calls = [...new Map([...orphans, ...mine].map((call) => [call.id, call])).values()].filter(
       (call) =>
         // Progress of this call still being recorded says more than the switch can now.
-        !this.#callChains.has(call.id) &&
+        !this.#unrecorded.has(call.id) &&
         // An adopted call is asked about again only after a reconnect or past its deadline.
         (all || !this.#adopted.has(call.id) || (call.deadline_at !== null && call.deadline_at <= now)),
     );
@@ -304,7 +340,7 @@ export class CallDispatcher {
     }
     // The switch may have reported the call's end just before it answered: let that report be
     // recorded first, or a known outcome (a confirmed call) would be judged unknowable.
-    await this.#callChains.get(call.id);
+    await this.#recorded(call.id);
     const now = this.deps.clock.now();
     const current = await repository.findCall(this.deps.db, call.id);
     if (!current || !['dialing', 'ringing', 'answered'].includes(current.status)) return; // ended meanwhile

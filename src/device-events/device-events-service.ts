@@ -9,7 +9,7 @@ import type { RuleTriggers, TriggerOutcome } from '../alarms/rule-triggers.js';
 import type { Clock } from '../clock/clock.js';
 import { deviceTypes, type DeviceType, type DeviceTypeSpec } from '../devices/device-types.js';
 import { findDevice } from '../devices/devices-repository.js';
-import { appendEvent, type EventLogEntry, type Trace } from '../event-log/event-log.js';
+import { appendEvent, transactionWithEventLog, type EventLogEntry, type Trace } from '../event-log/event-log.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { ApiProblem, invalidField } from '../http/problems.js';
 import { parseTimestampParameter } from '../http/schemas.js';
@@ -93,7 +93,8 @@ export class DeviceEventsService {
     }
     const effects = noEffects();
     let correlationId = trace.correlationId;
-    const intake = db.transaction().execute(async (trx): Promise<IntakeResult> => {
+    // Its event-log rows (four or more) are written by one INSERT just before the commit.
+    const intake = transactionWithEventLog(db, async (trx): Promise<IntakeResult> => {
       if (signed && !(await this.#recordMessage(trx, signed, input.event_id))) throw new ReplayedMessage();
       const inserted = await trx
         .insertInto('device_events')
