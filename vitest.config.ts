@@ -21,6 +21,7 @@ const processFiles = [
 // Files that never touch a database: run once, in the pglite project.
 const databaseFreeFiles = [
   'test/alarms/escalation-rules.test.ts',
+  'test/cli/launcher.test.ts',
   'test/config/config.test.ts',
   'test/notifications/delivery.test.ts',
   'test/notifications/outbound-policy.test.ts',
