@@ -1,4 +1,4 @@
-import type { SelectQueryBuilder } from 'kysely';
+import { sql, type SelectQueryBuilder } from 'kysely';
 import type { Db } from '../storage/database.js';
 import type { Database, EventLogRow } from '../storage/schema.js';
 
@@ -11,11 +11,21 @@ export interface EventMatch {
 }
 
 export interface EventLogFilter extends EventMatch {
-  since?: Date | undefined;
-  until?: Date | undefined;
+  limit: number;
+}
+
+/** Newest first by id: the whole log, or rows matching filters, paged by id. */
+export interface EventLogByIdFilter extends EventLogFilter {
   /** Only rows older than this id (the cursor). */
   beforeId?: number | undefined;
-  limit: number;
+}
+
+/** Newest first by time: rows in a time range, paged by (time, id). */
+export interface EventLogByTimeFilter extends EventLogFilter {
+  since?: Date | undefined;
+  until?: Date | undefined;
+  /** Only rows before this (time, id) (the cursor). */
+  before?: { atMicros: string; id: number } | undefined;
 }
 
 type EventQuery = SelectQueryBuilder<Database, 'event_logs', EventLogRow>;
@@ -33,12 +43,32 @@ function whereMatches(query: EventQuery, filter: EventMatch): EventQuery {
 }
 
 /** Newest first; fetches one row more than asked so the caller knows whether a next page exists. */
-export async function findEvents(db: Db, filter: EventLogFilter): Promise<EventLogRow[]> {
+export async function findEvents(db: Db, filter: EventLogByIdFilter): Promise<EventLogRow[]> {
+  let query = whereMatches(db.selectFrom('event_logs').selectAll(), filter);
+  if (filter.beforeId !== undefined) query = query.where('id', '<', filter.beforeId);
+  return query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
+}
+
+/**
+ * Rows in a time range, newest first by time (then id), each with its time in microseconds for
+ * the cursor. Sorted by id instead, PostgreSQL walks the primary key back from the newest row and
+ * filters by time: with 10,000,000 rows, an hour a week ago took 1.7 s; through (at, id) it is an
+ * index range read.
+ */
+export async function findEventsInTime(db: Db, filter: EventLogByTimeFilter): Promise<(EventLogRow & { at_us: string })[]> {
   let query = whereMatches(db.selectFrom('event_logs').selectAll(), filter);
   if (filter.since !== undefined) query = query.where('at', '>=', filter.since);
   if (filter.until !== undefined) query = query.where('at', '<', filter.until);
-  if (filter.beforeId !== undefined) query = query.where('id', '<', filter.beforeId);
-  return query.orderBy('id', 'desc').limit(filter.limit + 1).execute();
+  if (filter.before !== undefined) {
+    const { atMicros, id } = filter.before;
+    query = query.where(sql<boolean>`(at, id) < (timestamptz 'epoch' + ${atMicros}::bigint * interval '1 microsecond', ${id})`);
+  }
+  return query
+    .select(sql<string>`(extract(epoch from at) * 1000000)::bigint::text`.as('at_us'))
+    .orderBy('at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(filter.limit + 1)
+    .execute();
 }
 
 /** Oldest first, the rows with `afterId < id <= uptoId` (a stream catching up after `Last-Event-ID`). */

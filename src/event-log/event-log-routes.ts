@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.js';
+import { decodeCursor, decodeTimeCursor, encodeTimeCursor, Page, PageQuery, toPage } from '../http/pagination.js';
 import { parseTimestampParameter, PhoneNumberInput, problems, Timestamp } from '../http/schemas.js';
 import type { DevicesService } from '../devices/devices-service.js';
 import type { Db } from '../storage/database.js';
 import type { EventLogRow } from '../storage/schema.js';
-import { findEvents } from './event-log-queries.js';
+import { findEvents, findEventsInTime } from './event-log-queries.js';
 
 const EventLogItem = Type.Object({
   id: Type.Integer(),
@@ -48,24 +48,28 @@ export const eventLogRoutes: FastifyPluginAsyncTypebox<{ db: Db; devices: Device
     config: { allow: ['admin'] },
     schema: {
       tags: ['event-log'],
-      summary: 'Read the event log, newest first',
+      summary: 'Read the event log, newest first (by time when since or until is given)',
       querystring: EventLogQuery,
       response: { 200: Page(EventLogItem), ...problems(401, 403, 422) },
     },
     handler: async (request) => {
       const query = request.query;
       const limit = query.limit ?? 50;
-      const rows = await findEvents(db, {
+      const match = {
         type: query.type,
         deviceId: query.device_id,
         msisdn: query.msisdn === undefined ? undefined : devices.msisdnOf('querystring.msisdn', query.msisdn),
         correlationId: query.correlation_id,
-        since: parseTimestampParameter('querystring.since', query.since),
-        until: parseTimestampParameter('querystring.until', query.until),
-        beforeId: decodeCursor(query.cursor),
         limit,
-      });
-      return toPage(rows, limit, presentEvent);
+      };
+      const since = parseTimestampParameter('querystring.since', query.since);
+      const until = parseTimestampParameter('querystring.until', query.until);
+      if (since === undefined && until === undefined) {
+        return toPage(await findEvents(db, { ...match, beforeId: decodeCursor(query.cursor) }), limit, presentEvent);
+      }
+      // A time range is read, and paged, in time order (newest first).
+      const rows = await findEventsInTime(db, { ...match, since, until, before: decodeTimeCursor(query.cursor) });
+      return toPage(rows, limit, ({ at_us: _, ...row }) => presentEvent(row), undefined, (row) => encodeTimeCursor({ atMicros: row.at_us, id: row.id }));
     },
   });
 };

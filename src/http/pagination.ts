@@ -36,12 +36,34 @@ export function decodeCursor(cursor: string | undefined): number | undefined {
   return Number(match[1]);
 }
 
+/** A cursor for lists sorted by time, then id: the microseconds since the epoch and the id. */
+export function encodeTimeCursor(key: { atMicros: string; id: number }): string {
+  return Buffer.from(`v2:${key.atMicros}:${key.id}`).toString('base64url');
+}
+
+export function decodeTimeCursor(cursor: string | undefined): { atMicros: string; id: number } | undefined {
+  if (cursor === undefined) return undefined;
+  const match = /^v2:(-?\d{1,18}):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match) {
+    throw new ApiProblem('invalid_cursor', 'cursor must be a next_cursor value returned by this list, with the same since/until.', [
+      { field: 'querystring.cursor', message: 'is not a cursor this list returned' },
+    ]);
+  }
+  return { atMicros: match[1]!, id: Number(match[2]) };
+}
+
 /** Given up to limit+1 rows fetched, the page and the cursor of the next one (the last row's sort key). */
-export function toPage<Row, Item>(rows: Row[], limit: number, present: (row: Row) => Item, keyOf: (row: Row) => number = (row) => (row as { id: number }).id) {
+export function toPage<Row, Item>(
+  rows: Row[],
+  limit: number,
+  present: (row: Row) => Item,
+  keyOf: (row: Row) => number = (row) => (row as { id: number }).id,
+  cursorOf: (row: Row) => string = (row) => encodeCursor(keyOf(row)),
+) {
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   return {
     items: items.map(present),
-    next_cursor: rows.length > limit && last !== undefined ? encodeCursor(keyOf(last)) : null,
+    next_cursor: rows.length > limit && last !== undefined ? cursorOf(last) : null,
   };
 }

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendEvent, appendEvents } from '../../src/event-log/event-log.js';
 import { createTestApp, type TestApp } from '../support/app.js';
@@ -56,6 +57,31 @@ describe('GET /api/v1/event-logs', () => {
       .execute();
     const response = await t.request({ method: 'GET', url: '/api/v1/event-logs', query: { since: '2020-01-01T12:00:00Z', until: '2020-01-03T00:00:00Z' } });
     expect(response.json().items.map((item: { at: string }) => item.at)).toEqual(['2020-01-02T00:00:00.000Z']);
+  });
+
+  it('reads a time range newest first by time, paged by (time, id) without a row lost or repeated', async () => {
+    const db = t.database.storage.db;
+    // Written out of time order (a later id may carry an earlier time), two rows in the same
+    // microsecond, and rows outside the range on both sides.
+    const times = ['2021-03-01T10:00:00.000001Z', '2021-03-01T09:00:00Z', '2021-03-01T11:30:00Z', '2021-03-01T09:00:00Z', '2021-03-01T10:59:59.999999Z', '2021-03-01T08:59:59Z', '2021-03-01T12:00:00Z'];
+    for (const [index, at] of times.entries()) {
+      await db.insertInto('event_logs').values({ type: 'test.range', status: 'info', at: sql<Date>`${at}::timestamptz`, details: JSON.stringify({ index }) }).execute();
+    }
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: Record<string, string> = { type: 'test.range', since: '2021-03-01T09:00:00Z', until: '2021-03-01T12:00:00Z', limit: '2', ...(cursor ? { cursor } : {}) };
+      const body = (await t.request({ method: 'GET', url: '/api/v1/event-logs', query })).json<{ items: { details: { index: number } }[]; next_cursor: string | null }>();
+      seen.push(...body.items.map((item) => item.details.index));
+      cursor = body.next_cursor;
+    } while (cursor);
+    // 11:30, 10:59:59.999999, 10:00:00.000001, then the two at 09:00 (the later id first).
+    expect(seen).toEqual([2, 4, 0, 3, 1]);
+    // A cursor of the id-ordered list is not one of this list.
+    const idCursor = Buffer.from('v1:5').toString('base64url');
+    const refused = await t.request({ method: 'GET', url: '/api/v1/event-logs', query: { since: '2021-03-01T09:00:00Z', cursor: idCursor } });
+    expect(refused.statusCode).toBe(422);
+    expect(refused.json()).toMatchObject({ code: 'invalid_cursor' });
   });
 
   it('pages with a stable cursor while new rows keep arriving', async () => {
