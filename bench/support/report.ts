@@ -71,7 +71,7 @@ durability, 202). How to run it and what each scenario does: [bench/README.md](.
 
 - **Command:** \`${results.command}\` (${results.mode} run, ${results.durationS} s)
 - **Date:** ${results.date}
-- **Machine:** ${m.cpus} × ${m.cpuModel}, ${m.memoryGb} GB memory, shared with other work while measured
+- **Machine:** ${m.cpus} × ${m.cpuModel}, ${m.memoryGb} GB memory (what else ran meanwhile: see the notes below)
 - **Versions:** Node ${m.node}, ${m.postgres}, PGlite ${m.pglite}
 - **Sizes:** ${Object.entries(results.sizes).map(([k, v]) => `${k} ${v.toLocaleString('en')}`).join(', ')}
 
