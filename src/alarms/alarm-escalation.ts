@@ -86,12 +86,6 @@ export class AlarmEscalation {
     return call;
   }
 
-  /** Applies one report from the switch. Returns what must happen after the commit. */
-  async recordProgress(progress: CallProgress): Promise<EscalationEffects> {
-    const [effects] = await this.recordProgressBatch([progress]);
-    return effects!;
-  }
-
   /**
    * Applies reports from the switch in one transaction, in the order given (a call's reports keep
    * theirs), their event-log rows written by one INSERT. Returns, per report, what must happen

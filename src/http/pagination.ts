@@ -28,11 +28,7 @@ export function encodeCursor(key: number): string {
 export function decodeCursor(cursor: string | undefined): number | undefined {
   if (cursor === undefined) return undefined;
   const match = /^v1:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match) {
-    throw new ApiProblem('invalid_cursor', 'cursor must be a next_cursor value returned by this list.', [
-      { field: 'querystring.cursor', message: 'is not a cursor this list returned' },
-    ]);
-  }
+  if (!match) throw invalidCursor('cursor must be a next_cursor value returned by this list.');
   return Number(match[1]);
 }
 
@@ -44,12 +40,12 @@ export function encodeTimeCursor(key: { atMicros: string; id: number }): string 
 export function decodeTimeCursor(cursor: string | undefined): { atMicros: string; id: number } | undefined {
   if (cursor === undefined) return undefined;
   const match = /^v2:(-?\d{1,18}):(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match) {
-    throw new ApiProblem('invalid_cursor', 'cursor must be a next_cursor value returned by this list, with the same since/until.', [
-      { field: 'querystring.cursor', message: 'is not a cursor this list returned' },
-    ]);
-  }
+  if (!match) throw invalidCursor('cursor must be a next_cursor value returned by this list, with the same since/until.');
   return { atMicros: match[1]!, id: Number(match[2]) };
+}
+
+function invalidCursor(detail: string): ApiProblem {
+  return new ApiProblem('invalid_cursor', detail, [{ field: 'querystring.cursor', message: 'is not a cursor this list returned' }]);
 }
 
 /** Given up to limit+1 rows fetched, the page and the cursor of the next one (the last row's sort key). */
