@@ -10,7 +10,7 @@ import { appendEvents, transactionWithEventLog, type EventLogEntry } from '../ev
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { CallProgress } from '../telephony/telephony.js';
 import * as repository from './alarms-repository.js';
-import type { AlarmRow, CallRow } from './alarms-repository.js';
+import type { AlarmRow, CallAlarm, CallRow } from './alarms-repository.js';
 import type { CallAction } from '../rules/rule-actions.js';
 import { finalStatusOf, nextStep, type FinalCallStatus } from './escalation.js';
 
@@ -24,6 +24,21 @@ export interface EscalationEffects {
   queued: boolean;
   /** The event-log rows written, in order: logged to the process log and counted once committed. */
   logged: EventLogEntry[];
+}
+
+/** Where in the escalation list a call is, and when it falls due. */
+interface CallStep {
+  position: number;
+  attempt: number;
+  delayS: number;
+  /** The call this one re-dials (its outcome was lost). */
+  redialOf: string | null;
+}
+
+/** A call just queued, and its log row. */
+export interface QueuedCall {
+  call: CallRow;
+  entry: EventLogEntry;
 }
 
 export function noEffects(): EscalationEffects {
@@ -42,74 +57,96 @@ export class AlarmEscalation {
     private readonly clock: Clock,
   ) {}
 
-  /** Queues the first call of a new alarm (in the caller's transaction). */
-  async queueFirstCall(trx: DbOrTrx, alarm: AlarmRow, effects: EscalationEffects): Promise<CallRow> {
-    return this.queueCall(trx, alarm, { position: 0, attempt: 1, delayS: 0, redialOf: null }, effects);
+  /**
+   * Queues the first call of each new alarm (in the caller's transaction) with one INSERT; returns
+   * each call with its `call.queued` log row, for the caller to write in its story's order.
+   */
+  async queueFirstCalls(trx: DbOrTrx, alarms: readonly AlarmRow[]): Promise<QueuedCall[]> {
+    return this.#insertCalls(trx, alarms.map((alarm) => ({ alarm, step: { position: 0, attempt: 1, delayS: 0, redialOf: null } })));
   }
 
-  private async queueCall(
-    trx: DbOrTrx,
-    alarm: AlarmRow,
-    step: { position: number; attempt: number; delayS: number; redialOf: string | null },
-    effects: EscalationEffects,
-  ): Promise<CallRow> {
-    const action = alarm.action as unknown as CallAction;
+  private async queueCall(trx: DbOrTrx, alarm: AlarmRow, step: CallStep, effects: EscalationEffects): Promise<CallRow> {
+    const [queued] = await this.#insertCalls(trx, [{ alarm, step }]);
+    await record(trx, effects, queued!.entry);
+    return queued!.call;
+  }
+
+  async #insertCalls(trx: DbOrTrx, steps: readonly { alarm: AlarmRow; step: CallStep }[]): Promise<QueuedCall[]> {
     const now = this.clock.now();
-    const call = await repository.insertCall(trx, {
-      id: randomUUID(),
-      alarm_id: alarm.id,
-      position: step.position,
-      attempt: step.attempt,
-      to_number: action.to[step.position]!,
-      status: 'queued',
-      due_at: new Date(now.getTime() + step.delayS * 1000),
-      queued_at: now,
-      correlation_id: alarm.correlation_id,
-      redial_of: step.redialOf,
-    });
-    await record(trx, effects, {
-      type: 'call.queued',
-      status: 'info',
-      deviceId: alarm.device_id,
-      msisdn: alarm.msisdn,
-      correlationId: alarm.correlation_id,
-      details: {
+    const calls = await repository.insertCalls(
+      trx,
+      steps.map(({ alarm, step }) => ({
+        id: randomUUID(),
         alarm_id: alarm.id,
-        call_id: call.id,
-        to: call.to_number,
-        position: call.position,
-        attempt: call.attempt,
-        due_at: call.due_at.toISOString(),
-        ...(step.redialOf ? { redial_of: step.redialOf } : {}),
-      },
+        position: step.position,
+        attempt: step.attempt,
+        to_number: (alarm.action as unknown as CallAction).to[step.position]!,
+        status: 'queued',
+        due_at: new Date(now.getTime() + step.delayS * 1000),
+        queued_at: now,
+        correlation_id: alarm.correlation_id,
+        redial_of: step.redialOf,
+      })),
+    );
+    return calls.map((call, index) => {
+      const { alarm, step } = steps[index]!;
+      const entry: EventLogEntry = {
+        type: 'call.queued',
+        status: 'info',
+        deviceId: alarm.device_id,
+        msisdn: alarm.msisdn,
+        correlationId: alarm.correlation_id,
+        details: {
+          alarm_id: alarm.id,
+          call_id: call.id,
+          to: call.to_number,
+          position: call.position,
+          attempt: call.attempt,
+          due_at: call.due_at.toISOString(),
+          ...(step.redialOf ? { redial_of: step.redialOf } : {}),
+        },
+      };
+      return { call, entry };
     });
-    return call;
   }
 
   /**
    * Applies reports from the switch in one transaction, in the order given (a call's reports keep
-   * theirs), their event-log rows written by one INSERT. Returns, per report, what must happen
-   * after the commit. One report the database refuses fails them all: the caller retries them
-   * one at a time.
+   * theirs), their event-log rows written by one INSERT. Consecutive ringing and answered reports
+   * of different calls are one statement. Returns, per report, what must happen after the commit.
+   * One report the database refuses fails them all: the caller retries them one at a time.
    */
   async recordProgressBatch(reports: readonly CallProgress[]): Promise<EscalationEffects[]> {
     return transactionWithEventLog(this.db, async (trx) => {
-      const all: EscalationEffects[] = [];
-      for (const progress of reports) {
-        const effects = noEffects();
-        await this.#apply(trx, progress, effects);
-        all.push(effects);
+      const all = reports.map(() => noEffects());
+      let run: number[] = [];
+      const advance = async () => {
+        if (run.length === 0) return;
+        const moves = run.map((index) => reports[index] as CallProgress & { kind: 'ringing' | 'answered' });
+        const advanced = await repository.advanceCalls(trx, moves.map(({ callId, kind, at }) => ({ id: callId, to: kind, at })));
+        for (const index of run) {
+          const { callId, kind } = reports[index]!;
+          const moved = advanced.get(callId);
+          if (moved) await record(trx, all[index]!, callEntry(moved.alarm, moved.call, `call.${kind}`, 'info', {}));
+        }
+        run = [];
+      };
+      for (const [index, progress] of reports.entries()) {
+        if (progress.kind === 'ringing' || progress.kind === 'answered') {
+          // A call's second report in a run (ringing, then answered) starts the next run.
+          if (run.some((other) => reports[other]!.callId === progress.callId)) await advance();
+          run.push(index);
+          continue;
+        }
+        await advance();
+        await this.#apply(trx, progress, all[index]!);
       }
+      await advance();
       return all;
     });
   }
 
-  async #apply(trx: DbOrTrx, progress: CallProgress, effects: EscalationEffects): Promise<void> {
-    if (progress.kind === 'ringing' || progress.kind === 'answered') {
-      const advanced = await repository.advanceCall(trx, progress.callId, progress.kind, progress.at);
-      if (advanced) await record(trx, effects, callEntry(advanced.alarm, advanced.call, `call.${progress.kind}`, 'info', {}));
-      return;
-    }
+  async #apply(trx: DbOrTrx, progress: Exclude<CallProgress, { kind: 'ringing' | 'answered' }>, effects: EscalationEffects): Promise<void> {
     if (progress.kind === 'acknowledged') {
       const call = await repository.markAcknowledged(trx, progress.callId);
       if (!call) return;
@@ -196,10 +233,10 @@ export class AlarmEscalation {
     keepCallId?: string,
   ): Promise<boolean> {
     const now = this.clock.now();
-    if (!(await repository.endAlarm(trx, alarm.id, status, now, reason))) return false;
-    const canceled = await repository.cancelQueuedCalls(trx, alarm.id, now);
-    const inFlight = await repository.inFlightCallsOfAlarm(trx, alarm.id);
-    effects.hangups.push(...inFlight.filter((call) => call.id !== keepCallId).map((call) => call.id));
+    const ended = await repository.endAlarm(trx, alarm.id, status, now, reason);
+    if (!ended) return false;
+    const { canceled, inFlight } = ended;
+    effects.hangups.push(...inFlight.filter((callId) => callId !== keepCallId));
     const entries: EventLogEntry[] = canceled.map((call) => callEntry(alarm, call, 'call.canceled', 'info', { status: 'canceled', reason: `alarm ${status}` }));
     entries.push({
       type: `alarm.${status}`,
@@ -214,7 +251,7 @@ export class AlarmEscalation {
   }
 }
 
-function callEntry(alarm: Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlation_id'>, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown>): EventLogEntry {
+function callEntry(alarm: CallAlarm, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown>): EventLogEntry {
   return {
     type,
     status,

@@ -3,36 +3,46 @@ import { sql } from 'kysely';
 import type { DbOrTrx } from '../storage/database.js';
 import type { Database } from '../storage/schema.js';
 import type { Insertable, Selectable } from 'kysely';
-import { inFlightStatuses, type CallStatus, type FinalCallStatus } from './escalation.js';
+import { inFlightStatuses, type FinalCallStatus } from './escalation.js';
 
 export type AlarmRow = Selectable<Database['alarms']>;
 export type CallRow = Selectable<Database['calls']>;
 export type NewCallRow = Insertable<Database['calls']>;
 
-/** Inserts the alarm unless the rule already has an active one for this device; undefined then. */
-export async function insertAlarmIfNoneActive(db: DbOrTrx, row: Insertable<Database['alarms']>): Promise<AlarmRow | undefined> {
+/**
+ * Inserts the alarms, each unless its rule already has an active one for its device; returns the
+ * ones inserted. The rows must name distinct (rule, device) pairs.
+ */
+export async function insertAlarmsIfNoneActive(db: DbOrTrx, rows: Insertable<Database['alarms']>[]): Promise<AlarmRow[]> {
+  if (rows.length === 0) return [];
   return db
     .insertInto('alarms')
-    .values(row)
+    .values(rows)
     .onConflict((conflict) => conflict.columns(['rule_id', 'device_id']).where('status', '=', 'active').doNothing())
     .returningAll()
-    .executeTakeFirst();
+    .execute();
 }
 
+export type AlarmState = Pick<AlarmRow, 'id' | 'status' | 'started_at' | 'rule_id' | 'device_id'>;
+
 /**
- * The active alarm of a rule for a device if there is one (at most one can be), else the latest
- * one (for the cooldown), in one query.
+ * For each (rule, device) pair: the active alarm if there is one (at most one can be), else the
+ * latest one (for the cooldown). One query for all the pairs, each an index lookup; pairs with no
+ * alarm are absent.
  */
-export async function currentOrLatestAlarm(db: DbOrTrx, ruleId: number, deviceId: string): Promise<Pick<AlarmRow, 'id' | 'status' | 'started_at'> | undefined> {
-  return db
-    .selectFrom('alarms')
-    .select(['id', 'status', 'started_at'])
-    .where('rule_id', '=', ruleId)
-    .where('device_id', '=', deviceId)
-    .orderBy(sql`status = 'active'`, 'desc')
-    .orderBy('started_at', 'desc')
-    .limit(1)
-    .executeTakeFirst();
+export async function currentOrLatestAlarms(db: DbOrTrx, pairs: readonly { ruleId: number; deviceId: string }[]): Promise<AlarmState[]> {
+  if (pairs.length === 0) return [];
+  const keys = sql.join(pairs.map((pair) => sql`(${pair.ruleId}::bigint, ${pair.deviceId}::text)`));
+  const result = await sql<AlarmState>`
+    select latest.id, latest.status, latest.started_at, latest.rule_id, latest.device_id
+      from (values ${keys}) as pair (rule_id, device_id)
+      cross join lateral (
+        select id, status, started_at, rule_id, device_id from alarms
+         where alarms.rule_id = pair.rule_id and alarms.device_id = pair.device_id
+         order by status = 'active' desc, started_at desc
+         limit 1
+      ) as latest`.execute(db);
+  return result.rows;
 }
 
 /**
@@ -46,13 +56,16 @@ export async function findAlarm(db: DbOrTrx, id: string, options: { forUpdate?: 
   return (options.forUpdate ? query.forNoKeyUpdate() : query).executeTakeFirst();
 }
 
-/** Active alarms of a device started by events of the given types (for clearing events). */
-export async function activeAlarmsOfDevice(db: DbOrTrx, deviceId: string, eventTypes: readonly string[]): Promise<AlarmRow[]> {
-  if (eventTypes.length === 0) return [];
+/**
+ * Active alarms of the devices started by events of the given types (for clearing events),
+ * locked, in the order they started; the caller picks each device's.
+ */
+export async function activeAlarmsOfDevices(db: DbOrTrx, deviceIds: readonly string[], eventTypes: readonly string[]): Promise<AlarmRow[]> {
+  if (deviceIds.length === 0 || eventTypes.length === 0) return [];
   return db
     .selectFrom('alarms')
     .selectAll()
-    .where('device_id', '=', deviceId)
+    .where('device_id', 'in', deviceIds)
     .where('status', '=', 'active')
     .where('event_type', 'in', eventTypes)
     .orderBy('seq')
@@ -60,33 +73,57 @@ export async function activeAlarmsOfDevice(db: DbOrTrx, deviceId: string, eventT
     .execute();
 }
 
-export async function endAlarm(db: DbOrTrx, id: string, status: 'resolved' | 'exhausted' | 'canceled', at: Date, reason: string): Promise<boolean> {
-  const result = await db
-    .updateTable('alarms')
-    .set({ status, ended_at: at, end_reason: reason })
-    .where('id', '=', id)
-    .where('status', '=', 'active')
-    .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
+/**
+ * Ends an active alarm and cancels its calls not dialed yet, in one statement; returns the calls
+ * canceled and the ids of those in flight (to hang up), or undefined when the alarm was not active.
+ */
+export async function endAlarm(
+  db: DbOrTrx,
+  id: string,
+  status: 'resolved' | 'exhausted' | 'canceled',
+  at: Date,
+  reason: string,
+): Promise<{ canceled: CallRow[]; inFlight: string[] } | undefined> {
+  const result = await sql<{ ended: boolean; canceled: CallRow[] | null; in_flight: string[] | null }>`
+    with ended as (
+      update alarms set status = ${status}, ended_at = ${at}, end_reason = ${reason}
+       where id = ${id} and status = 'active'
+       returning id
+    ), canceled as (
+      update calls set status = 'canceled', ended_at = ${at}
+       where alarm_id in (select id from ended) and status = 'queued'
+       returning calls.*
+    )
+    select exists (select 1 from ended) as ended,
+      (select json_agg(canceled order by canceled.seq) from canceled) as canceled,
+      (select array_agg(calls.id::text) from calls
+        where calls.alarm_id in (select id from ended) and calls.status in (${sql.join(inFlightStatuses)})) as in_flight`.execute(db);
+  const row = result.rows[0]!;
+  if (!row.ended) return undefined;
+  return { canceled: (row.canceled ?? []).map(callFromJson), inFlight: row.in_flight ?? [] };
 }
 
-export async function insertCall(db: DbOrTrx, row: NewCallRow): Promise<CallRow> {
-  return db.insertInto('calls').values(row).returningAll().executeTakeFirstOrThrow();
+/** A call row read back from JSON (timestamps are strings there). */
+function callFromJson(json: CallRow): CallRow {
+  const time = (value: Date | string | null) => (value === null ? null : new Date(value));
+  return {
+    ...json,
+    due_at: time(json.due_at)!,
+    queued_at: time(json.queued_at)!,
+    dialing_at: time(json.dialing_at),
+    ringing_at: time(json.ringing_at),
+    answered_at: time(json.answered_at),
+    ended_at: time(json.ended_at),
+    deadline_at: time(json.deadline_at),
+  };
 }
 
-/** Cancels the calls of an alarm not dialed yet; returns them. */
-export async function cancelQueuedCalls(db: DbOrTrx, alarmId: string, at: Date): Promise<CallRow[]> {
-  return db
-    .updateTable('calls')
-    .set({ status: 'canceled', ended_at: at })
-    .where('alarm_id', '=', alarmId)
-    .where('status', '=', 'queued')
-    .returningAll()
-    .execute();
-}
-
-export async function inFlightCallsOfAlarm(db: DbOrTrx, alarmId: string): Promise<CallRow[]> {
-  return db.selectFrom('calls').selectAll().where('alarm_id', '=', alarmId).where('status', 'in', inFlightStatuses).execute();
+/** Inserts the calls; returns them in the order given. */
+export async function insertCalls(db: DbOrTrx, rows: NewCallRow[]): Promise<CallRow[]> {
+  if (rows.length === 0) return [];
+  const inserted = await db.insertInto('calls').values(rows).returningAll().execute();
+  const byId = new Map(inserted.map((call) => [call.id, call]));
+  return rows.map((row) => byId.get(row.id)!);
 }
 
 /**
@@ -128,30 +165,33 @@ export async function setDeadline(db: DbOrTrx, id: string, deadline: Date): Prom
   await db.updateTable('calls').set({ deadline_at: deadline }).where('id', '=', id).execute();
 }
 
+export type CallAlarm = Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlation_id'>;
+
 /**
- * Moves a call forward (ringing, answered) only from an earlier in-flight status; returns the call
- * with what its log row needs of the alarm, read by the same statement.
+ * Moves calls forward (ringing, answered), each only from an earlier in-flight status, in one
+ * statement; returns the calls moved, by id, with what their log rows need of their alarms. Each
+ * call at most once.
  */
-export async function advanceCall(
+export async function advanceCalls(
   db: DbOrTrx,
-  id: string,
-  to: 'ringing' | 'answered',
-  at: Date,
-): Promise<{ call: CallRow; alarm: Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlation_id'> } | undefined> {
-  const from: CallStatus[] = to === 'ringing' ? ['dialing'] : ['dialing', 'ringing'];
-  const row = await db
-    .updateTable('calls')
-    .from('alarms')
-    .set(to === 'ringing' ? { status: 'ringing', ringing_at: at } : { status: 'answered', answered_at: at })
-    .where('calls.id', '=', id)
-    .where('calls.status', 'in', from)
-    .whereRef('alarms.id', '=', 'calls.alarm_id')
-    .returningAll('calls')
-    .returning(['alarms.device_id as alarm_device_id', 'alarms.msisdn as alarm_msisdn', 'alarms.correlation_id as alarm_correlation_id'])
-    .executeTakeFirst();
-  if (!row) return undefined;
-  const { alarm_device_id, alarm_msisdn, alarm_correlation_id, ...call } = row;
-  return { call, alarm: { id: call.alarm_id, device_id: alarm_device_id, msisdn: alarm_msisdn, correlation_id: alarm_correlation_id } };
+  moves: readonly { id: string; to: 'ringing' | 'answered'; at: Date }[],
+): Promise<Map<string, { call: CallRow; alarm: CallAlarm }>> {
+  if (moves.length === 0) return new Map();
+  const given = sql.join(moves.map((move) => sql`(${move.id}::uuid, ${move.to}::text, ${move.at}::timestamptz)`));
+  const result = await sql<CallRow & { alarm_device_id: string; alarm_msisdn: string; alarm_correlation_id: string }>`
+    update calls set status = given.status,
+      ringing_at = case when given.status = 'ringing' then given.at else calls.ringing_at end,
+      answered_at = case when given.status = 'answered' then given.at else calls.answered_at end
+    from (values ${given}) as given (id, status, at), alarms
+    where calls.id = given.id and alarms.id = calls.alarm_id
+      and (calls.status = 'dialing' or (given.status = 'answered' and calls.status = 'ringing'))
+    returning calls.*, alarms.device_id as alarm_device_id, alarms.msisdn as alarm_msisdn, alarms.correlation_id as alarm_correlation_id`.execute(db);
+  return new Map(
+    result.rows.map(({ alarm_device_id, alarm_msisdn, alarm_correlation_id, ...call }) => [
+      call.id,
+      { call, alarm: { id: call.alarm_id, device_id: alarm_device_id, msisdn: alarm_msisdn, correlation_id: alarm_correlation_id } },
+    ]),
+  );
 }
 
 export async function markAcknowledged(db: DbOrTrx, id: string): Promise<CallRow | undefined> {

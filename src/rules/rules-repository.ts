@@ -30,16 +30,36 @@ export async function listRules(db: DbOrTrx, filter: RuleFilter): Promise<RuleRo
   return query.orderBy('id').limit(filter.limit + 1).execute();
 }
 
-/** Enabled rules for an event type that name the device, or the number it is bound to; by id. */
-export async function findMatchingRules(db: DbOrTrx, event: { eventType: string; deviceId: string; msisdn: string }): Promise<RuleRow[]> {
+/** What a device event is matched on. */
+export interface MatchableEvent {
+  eventType: string;
+  deviceId: string;
+  /** The number the device is bound to (E.164). */
+  msisdn: string;
+}
+
+/**
+ * Enabled rules for any of the events: of its event type, naming its device or the number the
+ * device is bound to. One query for a whole intake batch, by id; `rulesOf` picks each event's.
+ */
+export async function findRulesMatchingAny(db: DbOrTrx, events: readonly MatchableEvent[]): Promise<RuleRow[]> {
+  if (events.length === 0) return [];
+  const unique = (values: string[]) => [...new Set(values)];
   return db
     .selectFrom('rules')
     .selectAll()
     .where('enabled', '=', true)
-    .where('event_type', '=', event.eventType)
-    .where((eb) => eb.or([eb('device_id', '=', event.deviceId), eb('msisdn', '=', event.msisdn)]))
+    .where('event_type', 'in', unique(events.map((event) => event.eventType)))
+    .where((eb) =>
+      eb.or([eb('device_id', 'in', unique(events.map((event) => event.deviceId))), eb('msisdn', 'in', unique(events.map((event) => event.msisdn)))]),
+    )
     .orderBy('id')
     .execute();
+}
+
+/** The rules (of `findRulesMatchingAny`) that match one event: its event type, and the device or its number; in id order. */
+export function rulesOf(rules: readonly RuleRow[], event: MatchableEvent): RuleRow[] {
+  return rules.filter((rule) => rule.event_type === event.eventType && (rule.device_id === event.deviceId || rule.msisdn === event.msisdn));
 }
 
 export async function updateRule(db: DbOrTrx, id: number, changes: RuleUpdate): Promise<RuleRow | undefined> {

@@ -10,13 +10,9 @@ import { describeAction, normalizeAction, storedAction, type ActionHelpers, type
 import * as repository from './rules-repository.js';
 import { DEFAULT_COOLDOWN_S, type CreateRuleBody, type RuleListQuery, type UpdateRuleBody } from './rules-schemas.js';
 
-/** What a device event is matched on. */
-export interface MatchableEvent {
-  eventType: string;
-  deviceId: string;
-  /** The number the device is bound to (E.164). */
-  msisdn: string;
-}
+import type { MatchableEvent } from './rules-repository.js';
+
+export type { MatchableEvent };
 
 export function presentRule(row: RuleRow) {
   return {
@@ -161,11 +157,12 @@ export class RulesService {
   }
 
   /**
-   * The enabled rules an event triggers: its event type, and the device itself or the number it
-   * is bound to; in id order. `db` is the caller's transaction (the webhook intake's).
+   * The enabled rules events trigger: their event type, and the device itself or the number it
+   * is bound to; in id order, for a whole intake batch (`rulesOf` picks one event's). `db` is the
+   * caller's transaction (the webhook intake's).
    */
-  async findMatching(db: DbOrTrx, event: MatchableEvent): Promise<RuleRow[]> {
-    return repository.findMatchingRules(db, event);
+  async findMatchingAny(db: DbOrTrx, events: readonly MatchableEvent[]): Promise<RuleRow[]> {
+    return repository.findRulesMatchingAny(db, events);
   }
 
   private normalizeAction(input: RuleActionInput) {

@@ -133,6 +133,24 @@ describe('a smoke alarm escalating through the mock telephony', () => {
     expect(h.telephony.liveCalls()).toHaveLength(0);
   });
 
+  it('cancels a retry waiting in the queue, and logs it as canceled', async () => {
+    await h.sensorWithRule('smoke-clear-retry', { to: [BUSY], attempts: 2, retry_delay_s: 60 });
+    const alarmId = ((await h.smoke('smoke-clear-retry', 'evt-clear-retry-1')).body.alarm_ids as string[])[0]!;
+    await h.run(1_000);
+    expect(summary((await h.alarm(alarmId)).calls)).toEqual([`${BUSY}#1:busy`, `${BUSY}#2:queued`]);
+    const retry = (await h.alarm(alarmId)).calls[1] as unknown as { id: string };
+    expect((await h.smoke('smoke-clear-retry', 'evt-clear-retry-2', 'smoke_cleared')).body).toMatchObject({ canceled_alarm_ids: [alarmId] });
+    const alarm = await h.alarm(alarmId);
+    expect(summary(alarm.calls)).toEqual([`${BUSY}#1:busy`, `${BUSY}#2:canceled`]);
+    const log = (await h.request({ method: 'GET', url: '/api/v1/event-logs', query: { correlation_id: alarm.correlation_id as string, limit: '100' } })).json();
+    const types = log.items.map((row: { type: string }) => row.type).reverse();
+    expect(types.slice(-2)).toEqual(['call.canceled', 'alarm.canceled']);
+    expect(log.items[1].details).toMatchObject({ alarm_id: alarmId, call_id: retry.id, to: BUSY, position: 0, attempt: 2, status: 'canceled', reason: 'alarm canceled' });
+    // Nothing is dialed after the retry's due time.
+    await h.run(70_000, 1_000);
+    expect(h.telephony.placed.map((call) => call.callId)).not.toContain(retry.id);
+  });
+
   it('cancels from the API', async () => {
     await h.sensorWithRule('smoke-cancel', { to: [RINGS], ring_timeout_s: 60 });
     const alarmId = ((await h.smoke('smoke-cancel', 'evt-cancel-1')).body.alarm_ids as string[])[0]!;

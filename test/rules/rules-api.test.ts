@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTestApp, type TestApp } from '../support/app.js';
+import { rulesOf, type MatchableEvent } from '../../src/rules/rules-repository.js';
+import type { DbOrTrx } from '../../src/storage/database.js';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -436,8 +438,13 @@ describe('RulesService.findMatching', () => {
     }
   });
 
+  /** Each event's rules, from one query for all of them (as the intake asks for a batch). */
+  const matchingEach = async (db: DbOrTrx, events: MatchableEvent[]) => {
+    const rows = await t.app.services.rules.findMatchingAny(db, events);
+    return events.map((event) => rulesOf(rows, event).map((row) => row.name));
+  };
   const matching = async (eventType: string, deviceId: string, msisdn = number) =>
-    (await t.app.services.rules.findMatching(t.database.storage.db, { eventType, deviceId, msisdn })).map((row) => row.name);
+    (await matchingEach(t.database.storage.db, [{ eventType, deviceId, msisdn }]))[0];
 
   it('finds the enabled rules of the device and of its number, in id order', async () => {
     expect(await matching('smoke', 'match-a')).toEqual(['by-number', 'by-device-a']);
@@ -448,8 +455,20 @@ describe('RulesService.findMatching', () => {
     expect(await matching('smoke', 'unknown-device', '+79000000000')).toEqual([]);
   });
 
+  it('matches a batch of events with one query, each event its own rules', async () => {
+    expect(
+      await matchingEach(t.database.storage.db, [
+        { eventType: 'smoke', deviceId: 'match-a', msisdn: number },
+        { eventType: 'test', deviceId: 'match-b', msisdn: number },
+        { eventType: 'smoke_cleared', deviceId: 'match-a', msisdn: number },
+        { eventType: 'smoke', deviceId: 'match-other', msisdn: '+79267654321' },
+        { eventType: 'smoke', deviceId: 'unknown-device', msisdn: '+79000000000' },
+      ]),
+    ).toEqual([['by-number', 'by-device-a'], ['by-number-test'], ['by-device-a-cleared'], ['by-other-device', 'by-other-number'], []]);
+  });
+
   it('returns rows with the stored action and follows changes made through the API', async () => {
-    const rows = await t.app.services.rules.findMatching(t.database.storage.db, { eventType: 'smoke', deviceId: 'match-b', msisdn: number });
+    const rows = await t.app.services.rules.findMatchingAny(t.database.storage.db, [{ eventType: 'smoke', deviceId: 'match-b', msisdn: number }]);
     expect(rows[0]!.action).toMatchObject({ type: 'call', to: ['+79161112233'], attempts: 2 });
     await t.request({ method: 'PATCH', url: `/api/v1/rules/${ids['by-number']}`, payload: { enabled: false } });
     await t.request({ method: 'PATCH', url: `/api/v1/rules/${ids['by-device-a-disabled']}`, payload: { enabled: true } });
@@ -459,8 +478,8 @@ describe('RulesService.findMatching', () => {
   it('works inside the caller’s transaction', async () => {
     const names = await t.database.storage.db
       .transaction()
-      .execute(async (trx) => (await t.app.services.rules.findMatching(trx, { eventType: 'smoke', deviceId: 'match-b', msisdn: number })).map((row) => row.name));
-    expect(names).toEqual(['by-device-b']);
+      .execute(async (trx) => matchingEach(trx, [{ eventType: 'smoke', deviceId: 'match-b', msisdn: number }]));
+    expect(names).toEqual([['by-device-b']]);
   });
 });
 
