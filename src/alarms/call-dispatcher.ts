@@ -245,6 +245,8 @@ export class CallDispatcher {
 
   /** Records the queued reports, a batch at a time, until none is left. */
   async #recordQueued(): Promise<void> {
+    // After this turn's I/O callbacks: the reports that arrived together go in one batch.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.#progressQueue.length > 0) {
       const batch = this.#progressQueue.splice(0, MAX_PROGRESS_BATCH);
       const effects = await this.#record(batch);

@@ -18,7 +18,8 @@
  * - Rows left `delivering` by this instance in an earlier life, or by an instance whose heartbeat
  *   went stale, are put back to `pending` and sent again (at least once; receivers drop repeats by
  *   `webhook-id`, which is the notification id).
- * - Each outcome is recorded in one transaction with its event-log row.
+ * - Each outcome is recorded in one transaction with its event-log row; deliveries that end while
+ *   earlier ones are recorded are recorded together, by one UPDATE and one INSERT.
  */
 import { sql, type Selectable, type Updateable } from 'kysely';
 import type { Clock } from '../clock/clock.js';
@@ -26,6 +27,7 @@ import { parseEndpoint, redactEndpoint } from '../devices/endpoint.js';
 import { appendEvent, appendEvents, logSteps, type EventLogEntry } from '../event-log/event-log.js';
 import type { GatewayMetrics, NotificationOutcome, Transport } from '../metrics/metrics.js';
 import { SingleFlight } from '../jobs/single-flight.js';
+import { GroupCommit } from '../storage/group-commit.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { Notifications } from '../storage/schema.generated.js';
 import { deliverHttp, type DeliveryResult } from './http-delivery.js';
@@ -97,6 +99,13 @@ interface Job {
   device: { endpoint: string | null; signing_secret: string | null; enabled: boolean; endpoint_gone_at: Date | null } | undefined;
 }
 
+/** An outcome recorded: its log row (logged once committed) and what the metrics count. */
+interface Recorded {
+  entry: EventLogEntry;
+  outcome: NotificationOutcome;
+  latencyMs?: number;
+}
+
 export class NotificationDispatcher {
   readonly #options: NotificationDispatcherOptions;
   readonly #http: typeof deliverHttp;
@@ -110,6 +119,8 @@ export class NotificationDispatcher {
   /** Deliveries in flight per endpoint host: one vendor's slow cloud cannot take every slot. */
   readonly #inFlightByHost = new Map<string, number>();
   readonly #flight: SingleFlight;
+  /** Deliveries ending while earlier ones are recorded are recorded together (one transaction). */
+  readonly #delivered: GroupCommit<{ job: Job; statusCode: number | undefined }, Recorded | undefined>;
 
   constructor(
     private readonly deps: NotificationDispatcherDeps,
@@ -127,6 +138,12 @@ export class NotificationDispatcher {
       },
       (error) => this.deps.logger.error({ err: error }, 'notification pass failed; retrying at the next poll'),
     );
+    this.#delivered = new GroupCommit({
+      maxBatch: 100,
+      maxRunning: 1,
+      keys: () => [],
+      write: async (items) => (await this.#recordDelivered(items)).map((value) => ({ value })),
+    });
   }
 
   /** Deliveries in flight now (tests, metrics). */
@@ -334,45 +351,67 @@ export class NotificationDispatcher {
   }
 
   async #record(job: Job, result: DeliveryResult): Promise<void> {
+    const recorded = result.outcome === 'delivered' ? await this.#delivered.submit({ job, statusCode: result.statusCode }) : await this.#recordFailure(job, result);
+    if (!recorded) return;
+    // One line per outcome, with the call's correlation id (failures as warnings), and the counters.
+    logSteps(this.deps.logger, [recorded.entry]);
+    this.deps.metrics?.notification(transportOf(job.row.endpoint), recorded.outcome, recorded.latencyMs);
+  }
+
+  /**
+   * Records deliveries in one transaction: one UPDATE ... FROM VALUES and one INSERT of their log
+   * rows. Delivered is recorded even if a row was meanwhile put back in the queue: that saves a
+   * repeat. Undefined for a row that was no longer ours.
+   */
+  async #recordDelivered(items: { job: Job; statusCode: number | undefined }[]): Promise<(Recorded | undefined)[]> {
+    const now = this.deps.clock.now();
+    const latencies = items.map(({ job }) => Math.max(0, now.getTime() - job.row.created_at.getTime()));
+    return this.deps.db.transaction().execute(async (trx) => {
+      const given = sql.join(items.map(({ job }, index) => sql`(${job.row.id}::uuid, ${Math.min(latencies[index]!, 2_147_483_647)}::integer)`));
+      const updated = await sql<{ id: string }>`
+        update notifications set status = 'delivered', delivered_at = ${now}, latency_ms = given.latency_ms, last_error = null
+          from (values ${given}) as given (id, latency_ms)
+         where notifications.id = given.id and notifications.status in ('delivering', 'pending')
+         returning notifications.id`.execute(trx);
+      const ours = new Set(updated.rows.map(({ id }) => id));
+      const recorded = items.map(({ job, statusCode }, index): Recorded | undefined => {
+        if (!ours.has(job.row.id)) return undefined;
+        const latency = latencies[index]!;
+        const entry: EventLogEntry = {
+          type: 'notification.sent',
+          status: 'ok',
+          ...this.#logBase(job),
+          details: { ...this.#logDetails(job), latency_ms: latency, ...(statusCode !== undefined ? { status_code: statusCode } : {}) },
+        };
+        return { entry, outcome: 'delivered', latencyMs: latency };
+      });
+      await appendEvents(trx, recorded.flatMap((each) => (each ? [each.entry] : [])));
+      return recorded;
+    });
+  }
+
+  #logBase({ row, msisdn }: Job): Pick<EventLogEntry, 'deviceId' | 'msisdn' | 'correlationId'> {
+    return { deviceId: row.device_id, msisdn, correlationId: row.correlation_id };
+  }
+
+  #logDetails({ row }: Job): Record<string, unknown> {
+    return { notification_id: row.id, call_id: row.call_id, type: row.type, attempt: row.attempts, transport: transportOf(row.endpoint), endpoint: redactEndpoint(row.endpoint) };
+  }
+
+  /** Records a failed attempt (to retry, or given up) in one transaction with its log row. */
+  async #recordFailure(job: Job, result: Exclude<DeliveryResult, { outcome: 'delivered' }>): Promise<Recorded | undefined> {
     const { row, msisdn } = job;
     const now = this.deps.clock.now();
     const attempt = row.attempts;
-    const transport = transportOf(row.endpoint);
-    const base = {
-      deviceId: row.device_id,
-      msisdn,
-      correlationId: row.correlation_id,
-    };
-    const details = { notification_id: row.id, call_id: row.call_id, type: row.type, attempt, transport, endpoint: redactEndpoint(row.endpoint) };
+    const base = this.#logBase(job);
+    const details = this.#logDetails(job);
     // The row written, and the outcome counted, once the transaction commits (none: the row was no longer ours).
-    const recorded = await this.deps.db.transaction().execute(async (trx): Promise<{ entry: EventLogEntry; outcome: NotificationOutcome; latencyMs?: number } | undefined> => {
-      const write = async (entry: EventLogEntry, outcome: NotificationOutcome, latencyMs?: number) => {
+    return this.deps.db.transaction().execute(async (trx): Promise<Recorded | undefined> => {
+      const write = async (entry: EventLogEntry, outcome: NotificationOutcome): Promise<Recorded> => {
         await appendEvent(trx, entry);
-        return { entry, outcome, ...(latencyMs === undefined ? {} : { latencyMs }) };
+        return { entry, outcome };
       };
       switch (result.outcome) {
-        case 'delivered': {
-          const latency = Math.max(0, now.getTime() - row.created_at.getTime());
-          // Delivered is true even if the row was meanwhile put back in the queue: that saves a repeat.
-          const updated = await trx
-            .updateTable('notifications')
-            .set({ status: 'delivered', delivered_at: now, latency_ms: Math.min(latency, 2_147_483_647), last_error: null })
-            .where('id', '=', row.id)
-            .where('status', 'in', ['delivering', 'pending'])
-            .returning('id')
-            .execute();
-          if (updated.length === 0) return undefined;
-          return write(
-            {
-              type: 'notification.sent',
-              status: 'ok',
-              ...base,
-              details: { ...details, latency_ms: latency, ...(result.statusCode !== undefined ? { status_code: result.statusCode } : {}) },
-            },
-            'delivered',
-            latency,
-          );
-        }
         case 'retry': {
           const cap = Math.min(this.#options.retry.maxMs, this.#options.retry.baseMs * 2 ** Math.max(0, attempt - 1));
           const delay = Math.max(1, Math.round(this.#options.random() * cap));
@@ -417,10 +456,6 @@ export class NotificationDispatcher {
         }
       }
     });
-    if (!recorded) return;
-    // One line per outcome, with the call's correlation id (failures as warnings), and the counters.
-    logSteps(this.deps.logger, [recorded.entry]);
-    this.deps.metrics?.notification(transport, recorded.outcome, recorded.latencyMs);
   }
 
   /** Records the outcome of a row this instance still holds; false when it no longer does (recovered elsewhere). */
