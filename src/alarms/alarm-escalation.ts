@@ -35,6 +35,18 @@ interface CallStep {
   redialOf: string | null;
 }
 
+/** How a call ended, as reported by the switch or judged by the gateway. */
+interface EndOfCall {
+  status: FinalCallStatus;
+  cause: string;
+  sipCode: number | null;
+  acknowledged: boolean;
+  /** The gateway could not learn the outcome (the call is re-dialed). */
+  outcomeUnknown: boolean;
+}
+
+type AdvanceReport = CallProgress & { kind: 'ringing' | 'answered' };
+
 /** A call just queued, and its log row. */
 export interface QueuedCall {
   call: CallRow;
@@ -119,46 +131,53 @@ export class AlarmEscalation {
   async recordProgressBatch(reports: readonly CallProgress[]): Promise<EscalationEffects[]> {
     return transactionWithEventLog(this.db, async (trx) => {
       const all = reports.map(() => noEffects());
+      // A run: consecutive reports of one kind of step (moving forward, ending), each of another call.
       let run: number[] = [];
-      const advance = async () => {
-        if (run.length === 0) return;
-        const moves = run.map((index) => reports[index] as CallProgress & { kind: 'ringing' | 'answered' });
-        const advanced = await repository.advanceCalls(trx, moves.map(({ callId, kind, at }) => ({ id: callId, to: kind, at })));
-        for (const index of run) {
-          const { callId, kind } = reports[index]!;
-          const moved = advanced.get(callId);
-          if (moved) await record(trx, all[index]!, callEntry(moved.alarm, moved.call, `call.${kind}`, 'info', {}));
+      let runKind: 'advance' | 'end' | undefined;
+      const flush = async () => {
+        if (runKind === 'advance') await this.#advance(trx, run.map((index) => reports[index] as AdvanceReport), run.map((index) => all[index]!));
+        if (runKind === 'end') {
+          const ends = run.map((index) => {
+            const progress = reports[index] as CallProgress & { kind: 'ended' };
+            return { callId: progress.callId, end: { status: finalStatusOf(progress), cause: progress.cause, sipCode: progress.sipCode ?? null, acknowledged: progress.acknowledged, outcomeUnknown: false } };
+          });
+          await this.#finishAll(trx, ends, run.map((index) => all[index]!));
         }
         run = [];
+        runKind = undefined;
       };
       for (const [index, progress] of reports.entries()) {
-        if (progress.kind === 'ringing' || progress.kind === 'answered') {
-          // A call's second report in a run (ringing, then answered) starts the next run.
-          if (run.some((other) => reports[other]!.callId === progress.callId)) await advance();
-          run.push(index);
+        const kind = progress.kind === 'ringing' || progress.kind === 'answered' ? 'advance' : progress.kind === 'ended' ? 'end' : undefined;
+        if (kind !== runKind || run.some((other) => reports[other]!.callId === progress.callId)) await flush();
+        if (kind === undefined) {
+          await this.#acknowledge(trx, progress.callId, all[index]!);
           continue;
         }
-        await advance();
-        await this.#apply(trx, progress, all[index]!);
+        run.push(index);
+        runKind = kind;
       }
-      await advance();
+      await flush();
       return all;
     });
   }
 
-  async #apply(trx: DbOrTrx, progress: Exclude<CallProgress, { kind: 'ringing' | 'answered' }>, effects: EscalationEffects): Promise<void> {
-    if (progress.kind === 'acknowledged') {
-      const call = await repository.markAcknowledged(trx, progress.callId);
-      if (!call) return;
-      const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
-      if (!alarm) return;
-      await record(trx, effects, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
-      // Confirmed: the alarm is resolved now, not when the callee hangs up.
-      if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
-      return;
+  /** Ringing and answered reports of different calls: one statement, then their log rows in order. */
+  async #advance(trx: DbOrTrx, reports: readonly AdvanceReport[], effects: readonly EscalationEffects[]): Promise<void> {
+    const advanced = await repository.advanceCalls(trx, reports.map(({ callId, kind, at }) => ({ id: callId, to: kind, at })));
+    for (const [index, { callId, kind }] of reports.entries()) {
+      const moved = advanced.get(callId);
+      if (moved) await record(trx, effects[index]!, callEntry(moved.alarm, moved.call, `call.${kind}`, 'info', {}));
     }
-    const status = finalStatusOf(progress);
-    await this.finish(trx, progress.callId, { status, cause: progress.cause, sipCode: progress.sipCode ?? null, acknowledged: progress.acknowledged, outcomeUnknown: false }, effects);
+  }
+
+  async #acknowledge(trx: DbOrTrx, callId: string, effects: EscalationEffects): Promise<void> {
+    const call = await repository.markAcknowledged(trx, callId);
+    if (!call) return;
+    const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
+    if (!alarm) return;
+    await record(trx, effects, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
+    // Confirmed: the alarm is resolved now, not when the callee hangs up.
+    if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
   }
 
   /**
@@ -180,18 +199,36 @@ export class AlarmEscalation {
     return effects;
   }
 
-  private async finish(
-    trx: DbOrTrx,
-    callId: string,
-    end: { status: FinalCallStatus; cause: string; sipCode: number | null; acknowledged: boolean; outcomeUnknown: boolean },
-    effects: EscalationEffects,
-  ): Promise<void> {
+  private async finish(trx: DbOrTrx, callId: string, end: EndOfCall, effects: EscalationEffects): Promise<void> {
+    await this.#finishAll(trx, [{ callId, end }], [effects]);
+  }
+
+  /**
+   * Records the ends of calls (each of another call), in order: their rows in one statement, their
+   * alarms read and locked in one more, then for each the decision (the next call, or the alarm's
+   * end).
+   */
+  async #finishAll(trx: DbOrTrx, ends: readonly { callId: string; end: EndOfCall }[], effects: readonly EscalationEffects[]): Promise<void> {
     const now = this.clock.now();
-    const call = await repository.finishCall(trx, callId, { ...end, at: now });
-    if (!call) return; // not ours, or its end was already recorded
-    // One read of the alarm, locked: it serves the log row and the decision.
-    const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
-    if (!alarm) return;
+    const finished = await repository.finishCalls(
+      trx,
+      ends.map(({ callId, end }) => ({ id: callId, status: end.status, cause: end.cause, sipCode: end.sipCode, acknowledged: end.acknowledged, at: now })),
+    );
+    // One read of each alarm, locked: it serves the log row and the decision.
+    const alarms = await repository.findAlarmsForUpdate(trx, [...finished.values()].map((call) => call.alarm_id));
+    const decided = new Set<string>();
+    for (const [index, { callId, end }] of ends.entries()) {
+      const call = finished.get(callId);
+      if (!call) continue; // not ours, or its end was already recorded
+      // A second call of the same alarm in this run reads the alarm as the first one left it.
+      const alarm = decided.has(call.alarm_id) ? await repository.findAlarm(trx, call.alarm_id, { forUpdate: true }) : alarms.get(call.alarm_id);
+      if (!alarm) continue;
+      decided.add(alarm.id);
+      await this.#decide(trx, call, alarm, end, effects[index]!);
+    }
+  }
+
+  async #decide(trx: DbOrTrx, call: CallRow, alarm: AlarmRow, end: EndOfCall, effects: EscalationEffects): Promise<void> {
     const type = call.status === 'completed' ? 'call.completed' : call.status === 'canceled' ? 'call.canceled' : 'call.failed';
     await record(
       trx,

@@ -205,27 +205,40 @@ export async function markAcknowledged(db: DbOrTrx, id: string): Promise<CallRow
     .executeTakeFirst();
 }
 
-/** Records how a call ended, once: a second report of the same end (another instance, a late event) changes nothing. */
-export async function finishCall(
-  db: DbOrTrx,
-  id: string,
-  end: { status: FinalCallStatus; cause: string | null; sipCode: number | null; acknowledged: boolean; at: Date },
-): Promise<CallRow | undefined> {
-  return db
-    .updateTable('calls')
-    .set({
-      status: end.status,
-      hangup_cause: end.cause,
-      sip_code: end.sipCode,
-      ended_at: end.at,
-      acknowledged: end.acknowledged ? true : sql<boolean>`acknowledged`,
-      // An answer nobody heard (a dropped connection) is still known from how the call ended.
-      ...(end.status === 'completed' ? { answered_at: sql<Date>`coalesce(answered_at, ${end.at})` } : {}),
-    })
-    .where('id', '=', id)
-    .where('status', 'in', inFlightStatuses)
-    .returningAll()
-    .executeTakeFirst();
+export interface CallEnd {
+  id: string;
+  status: FinalCallStatus;
+  cause: string | null;
+  sipCode: number | null;
+  acknowledged: boolean;
+  at: Date;
+}
+
+/**
+ * Records how calls ended, each once, in one statement: a second report of the same end (another
+ * instance, a late event) changes nothing. Returns the calls ended, by id. Each call at most once.
+ */
+export async function finishCalls(db: DbOrTrx, ends: readonly CallEnd[]): Promise<Map<string, CallRow>> {
+  if (ends.length === 0) return new Map();
+  const given = sql.join(
+    ends.map((end) => sql`(${end.id}::uuid, ${end.status}::text, ${end.cause}::text, ${end.sipCode}::integer, ${end.acknowledged}::boolean, ${end.at}::timestamptz)`),
+  );
+  const result = await sql<CallRow>`
+    update calls set status = given.status, hangup_cause = given.cause, sip_code = given.sip_code, ended_at = given.at,
+      acknowledged = calls.acknowledged or given.acknowledged,
+      -- An answer nobody heard (a dropped connection) is still known from how the call ended.
+      answered_at = case when given.status = 'completed' then coalesce(calls.answered_at, given.at) else calls.answered_at end
+    from (values ${given}) as given (id, status, cause, sip_code, acknowledged, at)
+    where calls.id = given.id and calls.status in (${sql.join(inFlightStatuses)})
+    returning calls.*`.execute(db);
+  return new Map(result.rows.map((call) => [call.id, call]));
+}
+
+/** The alarms of these ids, locked as `findAlarm` locks one (in id order), by id. */
+export async function findAlarmsForUpdate(db: DbOrTrx, ids: readonly string[]): Promise<Map<string, AlarmRow>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db.selectFrom('alarms').selectAll().where('id', 'in', [...new Set(ids)]).orderBy('id').forNoKeyUpdate().execute();
+  return new Map(rows.map((alarm) => [alarm.id, alarm]));
 }
 
 export async function findCall(db: DbOrTrx, id: string): Promise<CallRow | undefined> {
