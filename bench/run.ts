@@ -49,7 +49,7 @@ const wants = (scenario: string) => !only || only.has(scenario);
 
 const size = quick
   ? { runs: 2, runS: 4, warmupS: 2, pacedS: 5, sensors: 10_000, numbers: 1_000, bigSensors: 100_000, logRows: 1_000_000, queries: 100 }
-  : { runs: 3, runS: 10, warmupS: 3, pacedS: 10, sensors: 10_000, numbers: 1_000, bigSensors: 1_000_000, logRows: 10_000_000, queries: 300 };
+  : { runs: 3, runS: 8, warmupS: 3, pacedS: 10, sensors: 10_000, numbers: 1_000, bigSensors: 1_000_000, logRows: 10_000_000, queries: 300 };
 const CONNECTIONS = 50;
 const S3_RATE = 200;
 const ADMIN_KEY = `tig_bench_admin_${'x'.repeat(24)}`;
