@@ -91,7 +91,10 @@ export interface EslPeerOptions {
 export type MisbehaviourAction =
   /** Run the command (an originate does dial) but close the connection instead of replying. */
   | 'drop'
-  /** Run the command but never reply. */
+  /**
+   * Run the command but never reply: a hung FreeSWITCH. Replies come in command order, so nothing
+   * after it on that connection is answered either (its events still flow).
+   */
   | 'silence';
 
 export interface EslPeer {
@@ -285,6 +288,8 @@ interface PeerConnection {
   /** Commands are handled one after the other, like mod_event_socket's listener thread. */
   handling: Promise<void>;
   writing: Promise<void>;
+  /** A command was silenced: no reply is written on this connection any more. */
+  hung: boolean;
 }
 
 interface PendingJob {
@@ -571,7 +576,8 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
       channel.callState = 'RINGING';
     };
 
-    later(1, () => emitChannel(channel, 'CHANNEL_CREATE'), channel);
+    // At once: a timer of its own could fire after the ring's under a lagging event loop.
+    emitChannel(channel, 'CHANNEL_CREATE');
     if (script.outcome === 'answer') {
       const ringMs = script.ringMs ?? 5;
       const answerMs = Math.max(script.answerAfterMs ?? 15, ringMs + 1);
@@ -725,7 +731,8 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
     const action = conn.authed ? takeMisbehaviour(command) : undefined;
     const reply = (frame: string): void => {
       if (action === 'drop') conn.socket.destroy();
-      else if (action !== 'silence') write(conn, frame);
+      else if (action === 'silence') conn.hung = true;
+      else if (!conn.hung) write(conn, frame);
     };
 
     if (!conn.authed) {
@@ -829,6 +836,7 @@ export async function startEslPeer(options: EslPeerOptions = {}): Promise<EslPee
       all: false,
       inbox: '',
       handling: Promise.resolve(),
+      hung: false,
       writing: Promise.resolve(),
     };
     connections.add(conn);

@@ -8,10 +8,14 @@
  * lost every written or queued command rejects with EslConnectionLostError (`sent` tells which),
  * and the caller reconciles (`uuid_exists <origination_uuid>`) before deciding to dial again.
  *
- * Protocol notes: commands go out one at a time; FreeSWITCH answers each with exactly one
- * `command/reply` or `api/response` frame, in order, while events interleave freely. A command
- * that gets no reply in time leaves us unable to match later replies, so the connection is
- * dropped (and re-established) rather than risk giving a command the reply of another.
+ * Protocol notes: FreeSWITCH answers each command with exactly one `command/reply` or
+ * `api/response` frame, in the order the commands arrived, while events interleave freely. Once
+ * the connection is authenticated, commands are written without waiting for the replies of the
+ * earlier ones (pipelined, at most MAX_WRITTEN at a time), and each reply goes to the oldest
+ * command written: one round trip per command would cap a connection at a few hundred commands a
+ * second. A command that gets no reply in time leaves us unable to match later replies, so the
+ * connection is dropped (and re-established) rather than risk giving a command the reply of
+ * another; every command written and not answered then rejects with `sent: true`.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -107,8 +111,10 @@ interface Connection {
   readonly id: number;
   readonly socket: net.Socket;
   readonly parser: EslFrameParser;
+  /** Commands not written yet. */
   readonly queue: PendingCommand[];
-  inFlight: PendingCommand | undefined;
+  /** Commands written and waiting for their replies, oldest first. */
+  readonly written: PendingCommand[];
   ready: boolean;
   closed: boolean;
   connectTimer: NodeJS.Timeout | undefined;
@@ -116,6 +122,8 @@ interface Connection {
 }
 
 const REPLY_TYPES = new Set(['command/reply', 'api/response']);
+/** Most commands written and not answered on one connection. */
+const MAX_WRITTEN = 64;
 
 export class EslClient extends EventEmitter<EslClientEvents> {
   private readonly options: Required<Omit<EslClientOptions, 'reconnect' | 'logger'>> & {
@@ -165,8 +173,8 @@ export class EslClient extends EventEmitter<EslClientEvents> {
   }
 
   /**
-   * Stops reconnecting, rejects queued commands, sends `exit` (after the command in flight, if
-   * any) and waits for FreeSWITCH to close, at most 1 s. Leaves no timer running.
+   * Stops reconnecting, rejects queued commands, sends `exit` (after the commands written, which
+   * get their replies first) and waits for FreeSWITCH to close, at most 1 s. Leaves no timer running.
    */
   stop(): Promise<void> {
     if (this.stopPromise) return this.stopPromise;
@@ -260,15 +268,23 @@ export class EslClient extends EventEmitter<EslClientEvents> {
     else pending.resolve(outcome);
   }
 
-  /** Writes the next queued command if none is waiting for its reply. */
+  /**
+   * Writes queued commands: before the connection is ready (auth, the event subscription) one at
+   * a time, each after the reply of the one before; once ready, up to MAX_WRITTEN awaiting replies.
+   */
   private pump(connection: Connection): void {
-    if (connection.closed || connection.socket.destroyed || connection.inFlight) return;
-    const next = connection.queue.shift();
-    if (!next) return;
-    connection.inFlight = next;
-    next.sent = true;
-    this.logger.debug({ command: next.name, connection: connection.id }, 'ESL command sent');
-    connection.socket.write(next.wire);
+    const limit = connection.ready ? MAX_WRITTEN : 1;
+    const wires: string[] = [];
+    while (!connection.closed && !connection.socket.destroyed && connection.written.length < limit) {
+      const next = connection.queue.shift();
+      if (!next) break;
+      connection.written.push(next);
+      next.sent = true;
+      this.logger.debug({ command: next.name, connection: connection.id }, 'ESL command sent');
+      wires.push(next.wire);
+    }
+    // One write for the commands queued together.
+    if (wires.length > 0) connection.socket.write(wires.join(''));
   }
 
   private onCommandTimeout(connection: Connection, pending: PendingCommand): void {
@@ -281,9 +297,16 @@ export class EslClient extends EventEmitter<EslClientEvents> {
       this.settle(pending, new EslTimeoutError(pending.name, pending.timeoutMs, false));
       return;
     }
+    const position = connection.written.indexOf(pending);
+    if (connection.written.slice(0, position).some((earlier) => !earlier.settled)) {
+      // Waiting behind an earlier command still within its own deadline: this one fails alone,
+      // and keeps its place in line, so that its reply, when it comes, goes to nobody else.
+      this.settle(pending, new EslTimeoutError(pending.name, pending.timeoutMs, true));
+      return;
+    }
     this.logger.warn(
       { command: pending.name, timeoutMs: pending.timeoutMs, connection: connection.id },
-      'ESL command got no reply in time; dropping the connection (later replies could not be matched)',
+      'ESL command got no reply in time; dropping the connection (FreeSWITCH is not answering)',
     );
     this.settle(pending, new EslTimeoutError(pending.name, pending.timeoutMs, true));
     this.destroy(connection, `no reply to ${pending.name} within ${pending.timeoutMs} ms`);
@@ -302,7 +325,7 @@ export class EslClient extends EventEmitter<EslClientEvents> {
       socket,
       parser: new EslFrameParser(),
       queue: [],
-      inFlight: undefined,
+      written: [],
       ready: false,
       closed: false,
       connectTimer: undefined,
@@ -342,12 +365,11 @@ export class EslClient extends EventEmitter<EslClientEvents> {
   private onFrame(connection: Connection, frame: EslFrame): void {
     const type = frame.headers['Content-Type'] ?? '';
     if (REPLY_TYPES.has(type)) {
-      const pending = connection.inFlight;
+      const pending = connection.written.shift();
       if (!pending) {
         this.logger.warn({ type, connection: connection.id }, 'ESL reply without a pending command; ignored');
         return;
       }
-      connection.inFlight = undefined;
       this.settle(pending, frame);
       this.pump(connection);
       return;
@@ -379,7 +401,7 @@ export class EslClient extends EventEmitter<EslClientEvents> {
   }
 
   private authenticate(connection: Connection): void {
-    if (connection.ready || connection.inFlight || connection.queue.length > 0) {
+    if (connection.ready || connection.written.length > 0 || connection.queue.length > 0) {
       this.logger.warn({ connection: connection.id }, 'Unexpected auth/request; ignored');
       return;
     }
@@ -454,9 +476,8 @@ export class EslClient extends EventEmitter<EslClientEvents> {
     connection.connectTimer = undefined;
     const reason = connection.closeReason ?? 'closed by peer';
     const cause = new Error(reason);
-    if (connection.inFlight) {
-      this.settle(connection.inFlight, new EslConnectionLostError(connection.inFlight.name, true, { cause }));
-      connection.inFlight = undefined;
+    for (const written of connection.written.splice(0)) {
+      this.settle(written, new EslConnectionLostError(written.name, true, { cause }));
     }
     for (const queued of connection.queue.splice(0)) {
       this.settle(queued, new EslConnectionLostError(queued.name, false, { cause }));
