@@ -7,15 +7,19 @@
  * nothing. A call first heard as answered or ended was never announced, so nothing is sent for
  * it. When a call is answered or ends, speakers whose ringing notification has not been attempted
  * yet get nothing at all (the ringing is superseded); the others get the new state after it.
+ *
+ * Reports are written by group commit (src/storage/group-commit.ts): those that arrive together
+ * share one transaction and one INSERT of their log rows.
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
-import { appendEvents, logSteps, type EventLogEntry, type StepLogger, type Trace } from '../event-log/event-log.js';
+import { appendEvents, logSteps, transactionWithEventLog, type EventLogEntry, type StepLogger, type Trace } from '../event-log/event-log.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import { decodeCursor, toPage } from '../http/pagination.js';
 import { ApiProblem } from '../http/problems.js';
 import { normalizeMsisdn } from '../phone-numbers/msisdn.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
+import { GroupCommit, type ItemOutcome } from '../storage/group-commit.js';
 import type { DeviceRow } from '../storage/schema.js';
 import * as repository from './incoming-calls-repository.js';
 import type { IncomingCallRow, NotificationRow } from './incoming-calls-repository.js';
@@ -77,7 +81,18 @@ function presentDelivery(row: NotificationRow) {
   return { device_id: row.device_id, type: row.type, status: row.status as NotificationStatus, latency_ms: row.latency_ms };
 }
 
+/** The outcome, and the correlation id of the call's story. */
+export type Reported = IncomingCallResult & { correlationId: string };
+
+interface ReportSubmission {
+  input: IncomingCallReport;
+  trace: Trace;
+  source: 'api' | 'freeswitch';
+}
+
 export class IncomingCallsService {
+  readonly #intake: GroupCommit<ReportSubmission, Reported>;
+
   constructor(
     private readonly deps: {
       db: Db;
@@ -90,7 +105,15 @@ export class IncomingCallsService {
       logger: StepLogger;
       metrics: GatewayMetrics;
     },
-  ) {}
+  ) {
+    this.#intake = new GroupCommit<ReportSubmission, Reported>({
+      maxBatch: 100,
+      maxRunning: 2,
+      keys: ({ input }) => [`call ${input.call_id}`],
+      write: (batch) => this.#write(batch),
+      onRetry: (error, size) => deps.logger.warn({ err: error, reports: size }, 'incoming calls: a batch of reports was refused; writing them one at a time'),
+    });
+  }
 
   /** Writes event-log rows in the report's transaction; they are logged once it commits. */
   private async record(trx: DbOrTrx, logged: EventLogEntry[], entry: EventLogEntry): Promise<void> {
@@ -110,59 +133,86 @@ export class IncomingCallsService {
     return result.ok ? result.e164 : text.trim();
   }
 
-  /** The outcome, and the correlation id of the call's story (its first report's). */
-  async report(input: IncomingCallReport, trace: Trace, source: 'api' | 'freeswitch' = 'api'): Promise<IncomingCallResult & { correlationId: string }> {
-    const callee = this.msisdnOf('body.callee', input.callee);
-    const state = input.state ?? 'ringing';
-    let queued = 0;
-    let correlationId = trace.correlationId;
-    let recorded: CallState | undefined;
+  /**
+   * The outcome, and the correlation id of the call's story (its first report's). Reports that
+   * arrive while others are being written are written together, in one transaction (group commit,
+   * as the webhook intake): one after the other, as they arrived, reports of one call in separate
+   * batches. Each is answered after that commit.
+   */
+  report(input: IncomingCallReport, trace: Trace, source: 'api' | 'freeswitch' = 'api'): Promise<Reported> {
+    return this.#intake.submit({ input, trace, source });
+  }
+
+  /** Writes a batch of reports in one transaction; a report refused (4xx) is refused alone. */
+  async #write(batch: readonly ReportSubmission[]): Promise<ItemOutcome<Reported>[]> {
     const logged: EventLogEntry[] = [];
-    const result = await this.deps.db.transaction().execute(async (trx): Promise<IncomingCallResult> => {
-      const now = this.deps.clock.now();
-      let call = await repository.findIncomingCall(trx, input.call_id, { forUpdate: true });
-      if (!call) {
-        call = await repository.insertIncomingCall(trx, {
-          call_id: input.call_id,
-          caller: this.callerOf(input.caller),
-          caller_name: input.caller_name ?? null,
-          callee,
-          state,
-          source,
-          correlation_id: trace.correlationId,
-          received_at: now,
-          ringing_at: state === 'ringing' ? now : null,
-          answered_at: state === 'answered' ? now : null,
-          ended_at: state === 'ended' ? now : null,
-        });
-        if (call) {
-          recorded = state;
-          queued = state === 'ringing' ? await this.announceRinging(trx, call, now, trace, logged) : 0;
-          if (state !== 'ringing') await this.logState(trx, call, state, 0, trace, { first_heard: state }, logged);
-          return { call_id: call.call_id, state, notified_devices: queued };
+    const outcomes: ItemOutcome<Reported>[] = [];
+    const recorded: { state: CallState; source: 'api' | 'freeswitch' }[] = [];
+    let queued = 0;
+    await transactionWithEventLog(this.deps.db, async (trx) => {
+      for (const { input, trace, source } of batch) {
+        try {
+          const written = await this.#writeOne(trx, input, trace, source, logged);
+          outcomes.push({ value: { ...written.result, correlationId: written.correlationId } });
+          if (written.recorded) recorded.push({ state: written.recorded, source });
+          queued += written.queued;
+        } catch (error) {
+          // Refused before it wrote anything (a 4xx): the transaction goes on with the others.
+          if (!(error instanceof ApiProblem)) throw error;
+          outcomes.push({ error });
         }
-        // Another request recorded the call a moment ago: treat this one as a repeat.
-        call = (await repository.findIncomingCall(trx, input.call_id, { forUpdate: true }))!;
       }
-      correlationId = call.correlation_id;
-      if (call.callee !== callee) {
-        throw new ApiProblem('incoming_call_conflict', `Call ${input.call_id} was reported to ${call.callee}, not ${callee}.`);
-      }
-      const current = call.state as CallState;
-      if (stepOf[state] <= stepOf[current]) {
-        // A repeat, or a state that arrives after a later one: nothing changes.
-        const existing = await repository.notificationsOfCall(trx, call.call_id);
-        return { call_id: call.call_id, state: current, notified_devices: existing.filter((n) => n.type === `incoming_call.${state}`).length };
-      }
-      await repository.setIncomingCallState(trx, call.call_id, state as 'answered' | 'ended', now);
-      recorded = state;
-      queued = await this.followUp(trx, call, state as 'answered' | 'ended', now, trace, logged);
-      return { call_id: call.call_id, state, notified_devices: queued };
     });
     logSteps(this.deps.logger, logged);
-    if (recorded) this.deps.metrics.incomingCalls.inc({ state: recorded, source });
+    for (const { state, source } of recorded) this.deps.metrics.incomingCalls.inc({ state, source });
     if (queued > 0) this.deps.notificationsQueued();
-    return { ...result, correlationId };
+    return outcomes;
+  }
+
+  async #writeOne(
+    trx: DbOrTrx,
+    input: IncomingCallReport,
+    trace: Trace,
+    source: 'api' | 'freeswitch',
+    logged: EventLogEntry[],
+  ): Promise<{ result: IncomingCallResult; correlationId: string; recorded: CallState | undefined; queued: number }> {
+    const callee = this.msisdnOf('body.callee', input.callee);
+    const state = input.state ?? 'ringing';
+    const now = this.deps.clock.now();
+    // The first report of a call (the usual case) is one INSERT; a later one finds it taken.
+    const inserted = await repository.insertIncomingCall(trx, {
+      call_id: input.call_id,
+      caller: this.callerOf(input.caller),
+      caller_name: input.caller_name ?? null,
+      callee,
+      state,
+      source,
+      correlation_id: trace.correlationId,
+      received_at: now,
+      ringing_at: state === 'ringing' ? now : null,
+      answered_at: state === 'answered' ? now : null,
+      ended_at: state === 'ended' ? now : null,
+    });
+    if (inserted) {
+      const queued = state === 'ringing' ? await this.announceRinging(trx, inserted, now, trace, logged) : 0;
+      if (state !== 'ringing') await this.logState(trx, inserted, state, 0, trace, { first_heard: state }, logged);
+      return { result: { call_id: inserted.call_id, state, notified_devices: queued }, correlationId: trace.correlationId, recorded: state, queued };
+    }
+    const call = (await repository.findIncomingCall(trx, input.call_id, { forUpdate: true }))!;
+    const correlationId = call.correlation_id;
+    if (call.callee !== callee) {
+      throw new ApiProblem('incoming_call_conflict', `Call ${input.call_id} was reported to ${call.callee}, not ${callee}.`);
+    }
+    const current = call.state as CallState;
+    if (stepOf[state] <= stepOf[current]) {
+      // A repeat, or a state that arrives after a later one: nothing changes.
+      const existing = await repository.notificationsOfCall(trx, call.call_id);
+      const notified = existing.filter((n) => n.type === `incoming_call.${state}`).length;
+      return { result: { call_id: call.call_id, state: current, notified_devices: notified }, correlationId, recorded: undefined, queued: 0 };
+    }
+    await repository.setIncomingCallState(trx, call.call_id, state as 'answered' | 'ended', now);
+    const queued = await this.followUp(trx, call, state as 'answered' | 'ended', now, trace, logged);
+    return { result: { call_id: call.call_id, state, notified_devices: queued }, correlationId, recorded: state, queued };
   }
 
   private async announceRinging(trx: DbOrTrx, call: IncomingCallRow, now: Date, trace: Trace, logged: EventLogEntry[]): Promise<number> {

@@ -1,4 +1,5 @@
 import mqtt from 'mqtt';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTestApp, type TestApp } from '../support/app.js';
 import { startTestBroker, type TestBroker } from '../support/mqtt-broker.js';
@@ -186,6 +187,25 @@ describe('incoming calls announced on speakers', () => {
     const patched = await t.request({ method: 'PATCH', url: '/api/v1/devices/gone-speaker', payload: { endpoint: `${receivers.baseUrl}/speakers/gone-speaker-new` } });
     expect(patched.statusCode).toBe(200);
     expect((await report({ call_id: 'call-gone-3', caller: '+74951234567', callee: msisdn })).json().notified_devices).toBe(1);
+  });
+
+  it('writes reports that arrive together in a few transactions; a refused report is refused alone', async () => {
+    const msisdn = nextSubscriber();
+    const speaker = await addSpeaker('burst-speaker', msisdn);
+    expect((await report({ call_id: 'call-burst-taken', caller: '+74951234567', callee: msisdn })).statusCode).toBe(202);
+    const ids = Array.from({ length: 30 }, (_, n) => `call-burst-${n}`);
+    const [conflict, unreadable, ...answers] = await Promise.all([
+      report({ call_id: 'call-burst-taken', caller: '+74951234567', callee: nextSubscriber() }),
+      report({ call_id: 'call-burst-bad', caller: '+74951234567', callee: '+7 (0)' }),
+      ...ids.map((call_id) => report({ call_id, caller: '+74951234567', callee: msisdn })),
+    ]);
+    expect(conflict.statusCode).toBe(409);
+    expect(unreadable.statusCode).toBe(422);
+    expect(answers.map((answer) => answer.json<unknown>())).toEqual(ids.map((call_id) => ({ call_id, state: 'ringing', notified_devices: 1 })));
+    // xmin: the transaction that wrote each row.
+    const { rows } = await sql<{ count: number }>`select count(distinct xmin::text)::int as count from incoming_calls where call_id like 'call-burst-%'`.execute(t.database.storage.db);
+    expect(rows[0]!.count).toBeLessThan(ids.length);
+    await waitFor(() => speaker.delivered.length === ids.length + 1, 'a ringing for every call');
   });
 
   it('takes reports from the telephony and admin roles only, and lists calls for admins', async () => {
