@@ -116,6 +116,8 @@ export class NotificationDispatcher {
   #cancelWake: (() => void) | undefined;
   /** Deliveries claimed and not yet recorded, by notification id. */
   readonly #inFlight = new Set<string>();
+  /** When the next pass should look for expired rows (ms since the epoch). */
+  #expiryDueAt = 0;
   /** Deliveries in flight per endpoint host: one vendor's slow cloud cannot take every slot. */
   readonly #inFlightByHost = new Map<string, number>();
   readonly #flight: SingleFlight;
@@ -189,7 +191,12 @@ export class NotificationDispatcher {
       this.#recoverDue = false;
       await this.#recoverOrphans(now);
     }
-    await this.#expireDue(now);
+    // Not in every pass (a pass follows every delivery): when a pending row may have expired, and
+    // once per poll interval for rows whose expiry nobody noted. A claim never takes an expired row.
+    if (now.getTime() >= this.#expiryDueAt) {
+      await this.#expireDue(now);
+      this.#expiryDueAt = now.getTime() + this.#options.pollIntervalMs;
+    }
     const slots = this.#options.concurrency - this.#inFlight.size;
     if (slots <= 0 || !this.#running) return now; // a finishing delivery kicks again
     const jobs = await this.#claim(slots, now);
@@ -421,6 +428,7 @@ export class NotificationDispatcher {
             return write(this.#expiredEntry(row, msisdn, result.reason), 'expired');
           }
           if (!(await this.#releaseClaim(trx, row.id, { status: 'pending', claimed_by: null, due_at: next, last_error: result.reason }))) return undefined;
+          this.#expiryDueAt = Math.min(this.#expiryDueAt, row.expires_at.getTime());
           return write(
             {
               type: 'notification.failed',
@@ -550,6 +558,7 @@ export class NotificationDispatcher {
     const row = result.rows[0];
     const candidates = [row?.due, row?.expires].filter((value): value is Date => value instanceof Date || typeof value === 'string').map((value) => new Date(value).getTime());
     if (candidates.length === 0) return;
+    if (row?.expires) this.#expiryDueAt = Math.min(this.#expiryDueAt, new Date(row.expires).getTime());
     const at = Math.min(...candidates);
     if (this.#wakeAt !== undefined && this.#wakeAt <= at) return; // an earlier timer is set: its pass reschedules
     this.#cancelWake?.();
