@@ -12,8 +12,6 @@ import { DEFAULT_COOLDOWN_S, type CreateRuleBody, type RuleListQuery, type Updat
 
 import type { MatchableEvent } from './rules-repository.js';
 
-export type { MatchableEvent };
-
 export function presentRule(row: RuleRow) {
   return {
     id: row.id,

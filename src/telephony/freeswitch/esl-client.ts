@@ -13,9 +13,10 @@
  * the connection is authenticated, commands are written without waiting for the replies of the
  * earlier ones (pipelined, at most MAX_WRITTEN at a time), and each reply goes to the oldest
  * command written: one round trip per command would cap a connection at a few hundred commands a
- * second. A command that gets no reply in time leaves us unable to match later replies, so the
- * connection is dropped (and re-established) rather than risk giving a command the reply of
- * another; every command written and not answered then rejects with `sent: true`.
+ * second. A command whose deadline passes while an earlier one still waits within its own fails
+ * alone and keeps its place in line (its late reply is matched to it and dropped). When the oldest
+ * unanswered command's deadline passes, FreeSWITCH is not answering: the connection is dropped
+ * (and re-established), and every command written and not answered rejects with `sent: true`.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
