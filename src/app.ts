@@ -165,7 +165,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clock,
     defaultCountry: config.DEFAULT_COUNTRY,
     notificationTtlS: config.NOTIFICATION_TTL_S,
-    notificationsQueued: () => notifier.kick(),
+    notifications: notifier,
     logger: app.log,
     metrics,
   });

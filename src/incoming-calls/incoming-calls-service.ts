@@ -9,7 +9,9 @@
  * yet get nothing at all (the ringing is superseded); the others get the new state after it.
  *
  * Reports are written by group commit (src/storage/group-commit.ts): those that arrive together
- * share one transaction and one INSERT of their log rows.
+ * share one transaction and one INSERT of their log rows. A new call's ringing notifications are
+ * claimed at birth by the notification dispatcher (written `delivering`, sent once the transaction
+ * commits, with no claim of their own); the rest wait in the queue for the dispatcher's next pass.
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
@@ -20,9 +22,9 @@ import { ApiProblem } from '../http/problems.js';
 import { normalizeMsisdn } from '../phone-numbers/msisdn.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import { GroupCommit, type ItemOutcome } from '../storage/group-commit.js';
-import type { DeviceRow } from '../storage/schema.js';
 import * as repository from './incoming-calls-repository.js';
-import type { IncomingCallRow, NotificationRow } from './incoming-calls-repository.js';
+import type { IncomingCallRow, NewRingingCall, NotificationRow } from './incoming-calls-repository.js';
+import type { Birth, Job } from '../notifications/notification-dispatcher.js';
 import { isoOrNull } from '../http/schemas.js';
 
 export const callStates = ['ringing', 'answered', 'ended'] as const;
@@ -90,6 +92,28 @@ interface ReportSubmission {
   source: 'api' | 'freeswitch';
 }
 
+/** What reports wrote that their commit logs, counts and hands to the notification dispatcher. */
+interface Written {
+  /** Calls first reported ringing, with the devices announcing each. */
+  calls: Map<string, { devices: string[]; source: 'api' | 'freeswitch' }>;
+  deliveries: Job[];
+  /** Log rows written by the ringing calls' statement (the others are logged by their transaction). */
+  logged: EventLogEntry[];
+}
+
+function mergeWritten(into: Written, from: Written): void {
+  for (const [callId, call] of from.calls) into.calls.set(callId, call);
+  into.deliveries.push(...from.deliveries);
+  into.logged.push(...from.logged);
+}
+
+/** What the notification dispatcher offers the intake (NotificationDispatcher). */
+export interface NotificationQueue {
+  birth(): Birth;
+  adopt(birth: Birth, inserted: readonly Job[]): void;
+  abandon(birth: Birth): void;
+}
+
 export class IncomingCallsService {
   readonly #intake: GroupCommit<ReportSubmission, Reported>;
 
@@ -100,8 +124,8 @@ export class IncomingCallsService {
       defaultCountry: string;
       /** How long a notification stays worth delivering. */
       notificationTtlS: number;
-      /** Called after the commit when notifications were written (the first attempt starts at once). */
-      notificationsQueued: () => void;
+      /** Sends the notifications written (the first attempt starts at once). */
+      notifications: NotificationQueue;
       logger: StepLogger;
       metrics: GatewayMetrics;
     },
@@ -143,30 +167,116 @@ export class IncomingCallsService {
     return this.#intake.submit({ input, trace, source });
   }
 
-  /** Writes a batch of reports in one transaction; a report refused (4xx) is refused alone. */
+  /**
+   * Writes a batch of reports; a report refused (4xx) is refused alone. The calls first reported
+   * ringing (the usual case) are written by one statement for the batch, their notifications
+   * claimed at birth; the other reports (a later state, a repeat) share one transaction.
+   */
   async #write(batch: readonly ReportSubmission[]): Promise<ItemOutcome<Reported>[]> {
-    const logged: EventLogEntry[] = [];
-    const outcomes: ItemOutcome<Reported>[] = [];
-    const recorded: { state: CallState; source: 'api' | 'freeswitch' }[] = [];
-    let queued = 0;
-    await transactionWithEventLog(this.deps.db, async (trx) => {
-      for (const { input, trace, source } of batch) {
-        try {
-          const written = await this.#writeOne(trx, input, trace, source, logged);
-          outcomes.push({ value: { ...written.result, correlationId: written.correlationId } });
-          if (written.recorded) recorded.push({ state: written.recorded, source });
-          queued += written.queued;
-        } catch (error) {
-          // Refused before it wrote anything (a 4xx): the transaction goes on with the others.
-          if (!(error instanceof ApiProblem)) throw error;
-          outcomes.push({ error });
-        }
+    const outcomes: (ItemOutcome<Reported> | undefined)[] = batch.map(() => undefined);
+    const fresh: { index: number; call: NewRingingCall }[] = [];
+    for (const [index, { input, trace, source }] of batch.entries()) {
+      if ((input.state ?? 'ringing') !== 'ringing') continue;
+      try {
+        fresh.push({ index, call: this.#newRingingCall(input, trace, source) });
+      } catch (error) {
+        if (!(error instanceof ApiProblem)) throw error;
+        outcomes[index] = { error };
       }
-    });
-    logSteps(this.deps.logger, logged);
-    for (const { state, source } of recorded) this.deps.metrics.incomingCalls.inc({ state, source });
-    if (queued > 0) this.deps.notificationsQueued();
-    return outcomes;
+    }
+    if (fresh.length > 0) {
+      const birth = this.deps.notifications.birth();
+      let written;
+      try {
+        written = await this.#announce(this.deps.db, fresh.map(({ call }) => call), birth);
+      } catch (error) {
+        this.deps.notifications.abandon(birth);
+        throw error;
+      }
+      this.#committed(birth, written);
+      for (const { index, call } of fresh) {
+        const announced = written.calls.get(call.call_id);
+        if (announced) outcomes[index] = { value: { call_id: call.call_id, state: 'ringing', notified_devices: announced.devices.length, correlationId: call.correlation_id } };
+      }
+    }
+    // The rest (a call that exists already, a later state) in one transaction.
+    const rest = batch.flatMap((submission, index) => (outcomes[index] ? [] : [{ index, submission }]));
+    if (rest.length > 0) {
+      const logged: EventLogEntry[] = [];
+      const recorded: { state: CallState; source: 'api' | 'freeswitch' }[] = [];
+      const birth = this.deps.notifications.birth();
+      const written: Written = { calls: new Map(), deliveries: [], logged: [] };
+      try {
+        await transactionWithEventLog(this.deps.db, async (trx) => {
+          for (const { index, submission } of rest) {
+            const { input, trace, source } = submission;
+            try {
+              const one = await this.#writeOne(trx, input, trace, source, logged, birth, written);
+              outcomes[index] = { value: { ...one.result, correlationId: one.correlationId } };
+              if (one.recorded) recorded.push({ state: one.recorded, source });
+            } catch (error) {
+              // Refused before it wrote anything (a 4xx): the transaction goes on with the others.
+              if (!(error instanceof ApiProblem)) throw error;
+              outcomes[index] = { error };
+            }
+          }
+        });
+      } catch (error) {
+        this.deps.notifications.abandon(birth);
+        throw error;
+      }
+      logSteps(this.deps.logger, logged);
+      for (const { state, source } of recorded) this.deps.metrics.incomingCalls.inc({ state, source });
+      this.#committed(birth, written);
+    }
+    return outcomes.map((outcome) => outcome!);
+  }
+
+  #newRingingCall(input: IncomingCallReport, trace: Trace, source: 'api' | 'freeswitch'): NewRingingCall {
+    return {
+      call_id: input.call_id,
+      caller: this.callerOf(input.caller),
+      caller_name: input.caller_name ?? null,
+      callee: this.msisdnOf('body.callee', input.callee),
+      source,
+      correlation_id: trace.correlationId,
+      request_id: trace.requestId ?? null,
+    };
+  }
+
+  /** Writes calls first reported ringing (one statement) and what their commit will log, count and send. */
+  async #announce(db: DbOrTrx, calls: NewRingingCall[], birth: Birth): Promise<Written> {
+    const now = this.deps.clock.now();
+    const expiresAt = new Date(now.getTime() + this.deps.notificationTtlS * 1000);
+    const inserted = await repository.insertRingingCalls(db, calls, { now, expiresAt, claimedBy: birth.claimedBy });
+    const logged: EventLogEntry[] = [];
+    for (const call of calls) {
+      const announced = inserted.calls.get(call.call_id);
+      if (!announced) continue;
+      const base = { msisdn: call.callee, correlationId: call.correlation_id, requestId: call.request_id };
+      logged.push(
+        announced.devices.length === 0
+          ? { type: 'incoming_call.no_devices', status: 'info', ...base, details: { call_id: call.call_id, caller: call.caller, source: call.source } }
+          : { type: 'incoming_call.received', status: 'ok', ...base, details: { call_id: call.call_id, caller: call.caller, caller_name: call.caller_name, source: call.source, devices: announced.devices } },
+      );
+    }
+    const sources = new Map(calls.map((call) => [call.call_id, call]));
+    return {
+      calls: new Map([...inserted.calls].map(([callId, announced]) => [callId, { ...announced, source: sources.get(callId)!.source }])),
+      deliveries: inserted.notifications.map(({ row, signingSecret }) => ({
+        row,
+        msisdn: sources.get(row.call_id)!.callee,
+        device: { endpoint: row.endpoint, signing_secret: signingSecret, enabled: true, endpoint_gone_at: null },
+      })),
+      logged,
+    };
+  }
+
+  /** After a commit: the log lines, the counters, and the notifications handed to the dispatcher. */
+  #committed(birth: Birth, written: Written): void {
+    logSteps(this.deps.logger, written.logged);
+    for (const { source } of written.calls.values()) this.deps.metrics.incomingCalls.inc({ state: 'ringing', source });
+    this.deps.notifications.adopt(birth, written.deliveries);
   }
 
   async #writeOne(
@@ -175,28 +285,36 @@ export class IncomingCallsService {
     trace: Trace,
     source: 'api' | 'freeswitch',
     logged: EventLogEntry[],
-  ): Promise<{ result: IncomingCallResult; correlationId: string; recorded: CallState | undefined; queued: number }> {
+    birth: Birth,
+    written: Written,
+  ): Promise<{ result: IncomingCallResult; correlationId: string; recorded: CallState | undefined }> {
     const callee = this.msisdnOf('body.callee', input.callee);
     const state = input.state ?? 'ringing';
     const now = this.deps.clock.now();
-    // The first report of a call (the usual case) is one INSERT; a later one finds it taken.
-    const inserted = await repository.insertIncomingCall(trx, {
-      call_id: input.call_id,
-      caller: this.callerOf(input.caller),
-      caller_name: input.caller_name ?? null,
-      callee,
-      state,
-      source,
-      correlation_id: trace.correlationId,
-      received_at: now,
-      ringing_at: state === 'ringing' ? now : null,
-      answered_at: state === 'answered' ? now : null,
-      ended_at: state === 'ended' ? now : null,
-    });
-    if (inserted) {
-      const queued = state === 'ringing' ? await this.announceRinging(trx, inserted, now, trace, logged) : 0;
-      if (state !== 'ringing') await this.logState(trx, inserted, state, 0, trace, { first_heard: state }, logged);
-      return { result: { call_id: inserted.call_id, state, notified_devices: queued }, correlationId: trace.correlationId, recorded: state, queued };
+    if (state === 'ringing') {
+      // Existed when the batch's ringing calls were written: unless it was deleted meanwhile, this finds it taken.
+      const announced = await this.#announce(trx, [this.#newRingingCall(input, trace, source)], birth);
+      mergeWritten(written, announced);
+      const call = announced.calls.get(input.call_id);
+      if (call) return { result: { call_id: input.call_id, state, notified_devices: call.devices.length }, correlationId: trace.correlationId, recorded: undefined };
+    } else {
+      // A call first heard answered or ended was never announced: it is recorded, nothing is sent.
+      const inserted = await repository.insertIncomingCall(trx, {
+        call_id: input.call_id,
+        caller: this.callerOf(input.caller),
+        caller_name: input.caller_name ?? null,
+        callee,
+        state,
+        source,
+        correlation_id: trace.correlationId,
+        received_at: now,
+        answered_at: state === 'answered' ? now : null,
+        ended_at: state === 'ended' ? now : null,
+      });
+      if (inserted) {
+        await this.logState(trx, inserted, state, 0, trace, { first_heard: state }, logged);
+        return { result: { call_id: inserted.call_id, state, notified_devices: 0 }, correlationId: trace.correlationId, recorded: state };
+      }
     }
     const call = (await repository.findIncomingCall(trx, input.call_id, { forUpdate: true }))!;
     const correlationId = call.correlation_id;
@@ -208,44 +326,30 @@ export class IncomingCallsService {
       // A repeat, or a state that arrives after a later one: nothing changes.
       const existing = await repository.notificationsOfCall(trx, call.call_id);
       const notified = existing.filter((n) => n.type === `incoming_call.${state}`).length;
-      return { result: { call_id: call.call_id, state: current, notified_devices: notified }, correlationId, recorded: undefined, queued: 0 };
+      return { result: { call_id: call.call_id, state: current, notified_devices: notified }, correlationId, recorded: undefined };
     }
     await repository.setIncomingCallState(trx, call.call_id, state as 'answered' | 'ended', now);
-    const queued = await this.followUp(trx, call, state as 'answered' | 'ended', now, trace, logged);
-    return { result: { call_id: call.call_id, state, notified_devices: queued }, correlationId, recorded: state, queued };
+    const queued = await this.followUp(trx, call, state as 'answered' | 'ended', now, trace, logged, written);
+    return { result: { call_id: call.call_id, state, notified_devices: queued }, correlationId, recorded: state };
   }
 
-  private async announceRinging(trx: DbOrTrx, call: IncomingCallRow, now: Date, trace: Trace, logged: EventLogEntry[]): Promise<number> {
-    const devices = await repository.announcingDevices(trx, call.callee);
-    if (devices.length === 0) {
-      await this.record(trx, logged, {
-        type: 'incoming_call.no_devices',
-        status: 'info',
-        msisdn: call.callee,
-        correlationId: call.correlation_id,
-        requestId: trace.requestId,
-        details: { call_id: call.call_id, caller: call.caller, source: call.source },
-      });
-      return 0;
-    }
-    const count = await repository.insertNotifications(trx, devices.map((device) => this.notification(call, device.device_id, device.endpoint!, 'ringing', now)));
-    await this.record(trx, logged, {
-      type: 'incoming_call.received',
-      status: 'ok',
-      msisdn: call.callee,
-      correlationId: call.correlation_id,
-      requestId: trace.requestId,
-      details: { call_id: call.call_id, caller: call.caller, caller_name: call.caller_name, source: call.source, devices: devices.map((device: DeviceRow) => device.device_id) },
-    });
-    return count;
-  }
-
-  private async followUp(trx: DbOrTrx, call: IncomingCallRow, state: 'answered' | 'ended', now: Date, trace: Trace, logged: EventLogEntry[]): Promise<number> {
+  private async followUp(
+    trx: DbOrTrx,
+    call: IncomingCallRow,
+    state: 'answered' | 'ended',
+    now: Date,
+    trace: Trace,
+    logged: EventLogEntry[],
+    written: Written,
+  ): Promise<number> {
     const superseded = await repository.supersedePendingRinging(trx, call.call_id);
     const ringing = (await repository.notificationsOfCall(trx, call.call_id)).filter(
       (notification) => notification.type === 'incoming_call.ringing' && (notification.status === 'delivering' || notification.status === 'delivered'),
     );
-    const count = await repository.insertNotifications(trx, ringing.map((notification) => this.notification(call, notification.device_id, notification.endpoint, state, now)));
+    // Pending: each waits in the queue for its speaker's ringing to be settled.
+    const inserted = await repository.insertNotifications(trx, ringing.map((notification) => this.notification(call, notification.device_id, notification.endpoint, state, now)));
+    written.deliveries.push(...inserted.map((row) => ({ row, msisdn: call.callee, device: undefined })));
+    const count = inserted.length;
     await this.logState(trx, call, state, count, trace, superseded.length > 0 ? { superseded_ringing: superseded } : {}, logged);
     return count;
   }
@@ -269,7 +373,7 @@ export class IncomingCallsService {
     });
   }
 
-  private notification(call: IncomingCallRow, deviceId: string, endpoint: string, state: CallState, now: Date) {
+  private notification(call: IncomingCallRow, deviceId: string, endpoint: string, state: 'answered' | 'ended', now: Date) {
     const id = randomUUID();
     const expiresAt = new Date(now.getTime() + this.deps.notificationTtlS * 1000);
     const type = `incoming_call.${state}` as const;

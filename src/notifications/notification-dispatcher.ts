@@ -3,10 +3,14 @@
  * number, by signed webhook or MQTT.
  *
  * - A `notifications` row is the durable job, written by the intake in the same transaction as the
- *   call state that causes it. A pass claims due rows (pending -> delivering, committed) and only
- *   then sends them, so one instance sends each attempt. The intake kicks a pass as soon as it
- *   commits; a timer wakes the dispatcher when a retry falls due; a poll picks up work left by
- *   other instances.
+ *   call state that causes it. A pass claims due rows (pending -> delivering, one statement) and
+ *   only then sends them, so one instance sends each attempt. A timer wakes the dispatcher when a
+ *   retry falls due; a poll picks up work left by other instances.
+ * - Claimed at birth: a new call's ringing notifications need no claim of their own. The intake
+ *   writes them already `delivering` and claimed by this instance (`birth`) and hands them over
+ *   with `adopt` once its transaction commits (`abandon` if it failed); what finds no free slot goes
+ *   back to the queue. If the process dies between commit and delivery, the rows are recovered as
+ *   any claimed row is (below).
  * - Every delivery runs on its own: a slow or dead speaker holds one slot, never the others, and
  *   when a delivery ends the freed slot is filled at once. At most `concurrency` deliveries are in
  *   flight and nothing more is held in memory: the rest waits in the table.
@@ -93,13 +97,34 @@ export function hostOf(endpoint: string | null): string {
 /** Rows expired, or put back, per statement. */
 const BATCH = 500;
 
-interface Job {
+/** A delivery: the row claimed, the callee (for the log) and what the device's row says now. */
+export interface Job {
   row: NotificationRow;
   msisdn: string | null;
   device: { endpoint: string | null; signing_secret: string | null; enabled: boolean; endpoint_gone_at: Date | null } | undefined;
 }
 
+/** New notifications being written by the intake, claimed at birth by `claimedBy` (see `birth`). */
+export interface Birth {
+  claimedBy: string | null;
+  open: boolean;
+}
+
 /** An outcome recorded: its log row (logged once committed) and what the metrics count. */
+/** A claim that took nothing still answers one row (whether due rows are left), its columns null. */
+type Nullable<T> = { [K in keyof T]: T[K] | null };
+
+/** What a claim reads besides the row. */
+interface ClaimedExtras {
+  more_due: boolean;
+  device_found: string | null;
+  device_endpoint: string | null;
+  device_secret: string | null;
+  device_enabled: boolean | null;
+  device_gone_at: Date | null;
+  callee: string | null;
+}
+
 interface Recorded {
   entry: EventLogEntry;
   outcome: NotificationOutcome;
@@ -112,14 +137,26 @@ export class NotificationDispatcher {
   #running = false;
   #recoverDue = false;
   #cancelPoll: (() => void) | undefined;
-  #wakeAt: number | undefined;
+  #wakeTime: number | undefined;
   #cancelWake: (() => void) | undefined;
   /** Deliveries claimed and not yet recorded, by notification id. */
   readonly #inFlight = new Set<string>();
+  /** Attempts in progress (the slots taken): an outcome being recorded holds no slot. */
+  #sending = 0;
+  /** Whether the last claim left due rows behind: then a freed slot or a settled step calls for another pass. */
+  #backlog = true;
+  /** Rows claimed at birth whose transaction has not ended yet (they are in #inFlight already). */
+  #births = 0;
+  /** Slots a claim in progress may fill: adopted births leave them alone. */
+  #claimingSlots = 0;
+  /** While this instance puts back its own orphaned rows, nothing is claimed at birth (see #recoverOrphans). */
+  #recoveringOwn = false;
+  /** The next pass also computes the wake time (after a start, a poll or an outside kick). */
+  #lookAhead = true;
   /** When the next pass should look for expired rows (ms since the epoch). */
   #expiryDueAt = 0;
-  /** Deliveries in flight per endpoint host: one vendor's slow cloud cannot take every slot. */
-  readonly #inFlightByHost = new Map<string, number>();
+  /** Attempts in progress per endpoint host: one vendor's slow cloud cannot take every slot. */
+  readonly #sendingToHost = new Map<string, number>();
   readonly #flight: SingleFlight;
   /** Deliveries ending while earlier ones are recorded are recorded together (one transaction). */
   readonly #delivered: GroupCommit<{ job: Job; statusCode: number | undefined }, Recorded | undefined>;
@@ -134,9 +171,14 @@ export class NotificationDispatcher {
     this.#flight = new SingleFlight(
       async () => {
         if (!this.#running) return;
+        const lookAhead = this.#lookAhead;
+        this.#lookAhead = false;
         const passedAt = await this.#pass();
         // A kick that arrives while the wake time is being computed runs one more pass instead.
-        if (!this.#flight.requestedAgain) await this.#scheduleWake(passedAt);
+        // The wake time is read from the table after a start, a poll or an outside kick: the rows
+        // this instance writes itself tell it their times (a retry's, an expiry) as it writes them.
+        if (lookAhead && !this.#flight.requestedAgain) await this.#scheduleWake(passedAt);
+        else if (lookAhead) this.#lookAhead = true;
       },
       (error) => this.deps.logger.error({ err: error }, 'notification pass failed; retrying at the next poll'),
     );
@@ -148,9 +190,9 @@ export class NotificationDispatcher {
     });
   }
 
-  /** Deliveries in flight now (tests, metrics). */
+  /** Delivery attempts in progress now: the slots taken (tests). */
   get inFlight(): number {
-    return this.#inFlight.size;
+    return this.#sending;
   }
 
   async start(): Promise<void> {
@@ -170,18 +212,88 @@ export class NotificationDispatcher {
     this.#cancelPoll = undefined;
     this.#cancelWake?.();
     this.#cancelWake = undefined;
-    this.#wakeAt = undefined;
+    this.#wakeTime = undefined;
     await this.settle();
   }
 
   /** Looks for due notifications now (coalesced: one pass at a time, one more if asked meanwhile). */
   kick(): void {
+    this.#lookAhead = true;
     if (this.#running) this.#flight.request();
   }
 
   /** Resolves when nothing is being claimed, delivered or recorded (tests wait on this). */
   async settle(): Promise<void> {
     await this.#flight.settle();
+  }
+
+  /**
+   * Claim at birth: the instance id new notifications are to be written claimed by (`delivering`,
+   * `claimed_by`, `attempts` 1), or null (write them `pending`) when this dispatcher is not taking
+   * work. The caller inserts them, then calls `adopt` with the rows inserted once its transaction
+   * commits, or `abandon` if it failed; until then this instance's own rows are not recovered.
+   */
+  birth(): Birth {
+    if (!this.#running || this.#recoveringOwn) return { claimedBy: null, open: false };
+    this.#births++;
+    return { claimedBy: this.deps.instanceId, open: true };
+  }
+
+  /**
+   * Starts the deliveries of rows claimed at birth, now committed, as far as free slots and each
+   * host's share allow; the rest go back to the queue (one UPDATE), as do all of them if the
+   * dispatcher stopped meanwhile. Rows written pending are claimed by the next pass.
+   */
+  adopt(birth: Birth, inserted: readonly Job[]): void {
+    this.#endBirth(birth);
+    const back: string[] = [];
+    let pending = false;
+    for (const job of inserted) {
+      if (job.row.status !== 'delivering' || job.row.claimed_by !== this.deps.instanceId) {
+        if (job.row.status === 'pending') pending = true;
+        this.#expiryDueAt = Math.min(this.#expiryDueAt, job.row.expires_at.getTime());
+        continue;
+      }
+      if (!this.#take(job.row.id, hostOf(job.row.endpoint), { beside: 'claim' })) {
+        back.push(job.row.id);
+        continue;
+      }
+      this.#track(this.#run(job));
+    }
+    if (back.length > 0) this.#track(this.#putBack(back));
+    else if (pending && this.#running) {
+      this.#backlog = true;
+      this.#flight.request();
+    }
+  }
+
+  /** The transaction that was to insert a birth's rows failed. */
+  abandon(birth: Birth): void {
+    this.#endBirth(birth);
+  }
+
+  #endBirth(birth: Birth): void {
+    if (!birth.open) return;
+    birth.open = false;
+    this.#births--;
+  }
+
+  /** Rows claimed at birth that this instance cannot send now go back to the queue. */
+  async #putBack(ids: string[]): Promise<void> {
+    try {
+      await this.deps.db
+        .updateTable('notifications')
+        .set({ status: 'pending', claimed_by: null, attempts: 0 })
+        .where('id', 'in', ids)
+        .where('status', '=', 'delivering')
+        .where('claimed_by', '=', this.deps.instanceId)
+        .execute();
+    } catch (error) {
+      // They stay claimed: the next poll's recovery puts them back.
+      this.deps.logger.error({ err: error, count: ids.length }, 'could not put notifications back in the queue');
+    }
+    this.#backlog = true;
+    if (this.#running) this.#flight.request();
   }
 
   /** One pass; returns the time it judged due rows by. */
@@ -197,15 +309,13 @@ export class NotificationDispatcher {
       await this.#expireDue(now);
       this.#expiryDueAt = now.getTime() + this.#options.pollIntervalMs;
     }
-    const slots = this.#options.concurrency - this.#inFlight.size;
-    if (slots <= 0 || !this.#running) return now; // a finishing delivery kicks again
-    const jobs = await this.#claim(slots, now);
-    for (const job of jobs) {
-      this.#inFlight.add(job.row.id);
-      const host = hostOf(job.row.endpoint);
-      this.#inFlightByHost.set(host, (this.#inFlightByHost.get(host) ?? 0) + 1);
-      this.#track(this.#run(job));
+    const slots = this.#options.concurrency - this.#sending;
+    if (slots <= 0 || !this.#running) {
+      this.#backlog = true; // a finished attempt runs the pass again
+      return now;
     }
+    const jobs = await this.#claim(slots, now);
+    for (const job of jobs) this.#track(this.#run(job));
     return now;
   }
 
@@ -241,74 +351,98 @@ export class NotificationDispatcher {
     }
   }
 
+  /**
+   * Claims due rows in one statement, with what their delivery needs (the device's endpoint state
+   * and secret, the callee), and whether due rows are left (a later step waiting for an earlier
+   * one, a saturated host, more rows than slots). Rows past their host's share, as the other
+   * deliveries left it meanwhile, go back to the queue untouched.
+   */
   async #claim(slots: number, now: Date): Promise<Job[]> {
     const cap = this.#options.perHostConcurrency;
-    const saturated = [...this.#inFlightByHost].filter(([, count]) => count >= cap).map(([host]) => host);
-    return this.deps.db.transaction().execute(async (trx) => {
-      const claimed = await trx
-        .updateTable('notifications')
-        .set((eb) => ({ status: 'delivering', claimed_by: this.deps.instanceId, attempts: eb('attempts', '+', 1) }))
-        .where('id', 'in', (eb) =>
-          eb
-            .selectFrom('notifications as n')
-            .select('n.id')
-            .where('n.status', '=', 'pending')
-            .where('n.due_at', '<=', now)
-            .where('n.expires_at', '>', now)
-            .$if(saturated.length > 0, (query) => query.where(sql<string>`coalesce(lower(substring(n.endpoint from ${HOST_PATTERN})), '')`, 'not in', saturated))
-            // A step waits for the earlier steps of the same call and device to be settled.
-            .where((w) =>
-              w.not(
-                w.exists(
-                  w
-                    .selectFrom('notifications as e')
-                    .select(sql<number>`1`.as('one'))
-                    .whereRef('e.call_id', '=', 'n.call_id')
-                    .whereRef('e.device_id', '=', 'n.device_id')
-                    .whereRef('e.step', '<', 'n.step')
-                    .where('e.status', 'in', ['pending', 'delivering']),
-                ),
-              ),
-            )
-            .orderBy('n.due_at')
-            .orderBy('n.seq')
-            .limit(slots)
-            .forUpdate()
-            .skipLocked(),
+    const saturated = [...this.#sendingToHost].filter(([, count]) => count >= cap).map(([host]) => host);
+    this.#claimingSlots = slots;
+    let claimed;
+    try {
+      const result = await sql<Nullable<NotificationRow> & ClaimedExtras>`
+        with picked as (
+          select n.id from notifications n
+           where n.status = 'pending' and n.due_at <= ${now} and n.expires_at > ${now}
+             and coalesce(lower(substring(n.endpoint from ${HOST_PATTERN})), '') <> all(${saturated}::text[])
+             -- A step waits for the earlier steps of the same call and device to be settled.
+             and not exists (
+               select 1 from notifications e
+                where e.call_id = n.call_id and e.device_id = n.device_id and e.step < n.step and e.status in ('pending', 'delivering'))
+           order by n.due_at, n.seq
+           limit ${slots}
+           for update skip locked
+        ),
+        claimed as (
+          update notifications set status = 'delivering', claimed_by = ${this.deps.instanceId}, attempts = notifications.attempts + 1
+            from picked where notifications.id = picked.id
+          returning notifications.*
+        ),
+        backlog as (
+          select exists (
+            select 1 from notifications w
+             where w.status = 'pending' and w.due_at <= ${now} and w.expires_at > ${now} and w.id not in (select id from picked)) as more
         )
-        .returningAll()
-        .execute();
-      // Rows past their host's share in this batch go back to the queue, untouched.
-      const taken = new Map<string, number>();
-      const rows: NotificationRow[] = [];
-      const over: string[] = [];
-      for (const row of claimed.sort((a, b) => a.seq - b.seq)) {
-        const host = hostOf(row.endpoint);
-        const count = (this.#inFlightByHost.get(host) ?? 0) + (taken.get(host) ?? 0);
-        if (count >= cap) {
-          over.push(row.id);
-          continue;
-        }
-        taken.set(host, (taken.get(host) ?? 0) + 1);
-        rows.push(row);
+        select backlog.more as more_due, claimed.*, d.device_id as device_found, d.endpoint as device_endpoint, d.signing_secret as device_secret,
+               d.enabled as device_enabled, d.endpoint_gone_at as device_gone_at, c.callee as callee
+          from backlog
+          left join claimed on true
+          left join devices d on d.device_id = claimed.device_id
+          left join incoming_calls c on c.call_id = claimed.call_id`.execute(this.deps.db);
+      claimed = result.rows;
+    } finally {
+      this.#claimingSlots = 0;
+    }
+    this.#backlog = claimed[0]?.more_due ?? false;
+    const jobs: Job[] = [];
+    const over: string[] = [];
+    const rows = claimed.filter((each): each is NotificationRow & ClaimedExtras => each.id !== null); // none claimed: one row of nulls
+    for (const { more_due: _more, device_found, device_endpoint, device_secret, device_enabled, device_gone_at, callee, ...row } of rows.sort((a, b) => a.seq - b.seq)) {
+      if (!this.#take(row.id, hostOf(row.endpoint))) {
+        over.push(row.id);
+        continue;
       }
-      if (over.length > 0) {
-        await trx
-          .updateTable('notifications')
-          .set((eb) => ({ status: 'pending', claimed_by: null, attempts: eb('attempts', '-', 1) }))
-          .where('id', 'in', over)
-          .execute();
-      }
-      if (rows.length === 0) return [];
-      const devices = await trx
-        .selectFrom('devices')
-        .select(['device_id', 'endpoint', 'signing_secret', 'enabled', 'endpoint_gone_at'])
-        .where('device_id', 'in', [...new Set(rows.map((row) => row.device_id))])
+      const device = device_found === null ? undefined : { endpoint: device_endpoint, signing_secret: device_secret, enabled: device_enabled ?? false, endpoint_gone_at: device_gone_at };
+      jobs.push({ row, device, msisdn: callee ?? msisdnFromPayload(row.payload) });
+    }
+    if (over.length > 0) {
+      this.#backlog = true;
+      await this.deps.db
+        .updateTable('notifications')
+        .set((eb) => ({ status: 'pending', claimed_by: null, attempts: eb('attempts', '-', 1) }))
+        .where('id', 'in', over)
+        .where('status', '=', 'delivering')
+        .where('claimed_by', '=', this.deps.instanceId)
         .execute();
-      const byDevice = new Map(devices.map((device) => [device.device_id, device]));
-      const callees = await this.#callees(trx, rows);
-      return rows.map((row) => ({ row, device: byDevice.get(row.device_id), msisdn: callees.get(row.call_id) ?? msisdnFromPayload(row.payload) }));
-    });
+    }
+    return jobs;
+  }
+
+  /** Takes a slot for a delivery, unless none is free or its host has its share (false). */
+  #take(id: string, host: string, options: { beside?: 'claim' } = {}): boolean {
+    const count = this.#sendingToHost.get(host) ?? 0;
+    const busy = this.#sending + (options.beside === 'claim' ? this.#claimingSlots : 0);
+    if (!this.#running || busy >= this.#options.concurrency || count >= this.#options.perHostConcurrency) return false;
+    this.#inFlight.add(id);
+    this.#sending++;
+    this.#sendingToHost.set(host, count + 1);
+    return true;
+  }
+
+  /** An attempt is over: its slot and its host's share are free (the outcome may still be recording). */
+  #attempted(host: string): void {
+    this.#sending--;
+    const left = (this.#sendingToHost.get(host) ?? 1) - 1;
+    if (left > 0) this.#sendingToHost.set(host, left);
+    else this.#sendingToHost.delete(host);
+  }
+
+  /** Another pass, if due rows may be waiting for a slot or for an earlier step. */
+  #passIfBacklog(): void {
+    if (this.#backlog && this.#running) this.#flight.request();
   }
 
   async #run(job: Job): Promise<void> {
@@ -319,6 +453,8 @@ export class NotificationDispatcher {
       this.deps.logger.error({ err: error, notification_id: job.row.id }, 'notification delivery threw');
       result = { outcome: 'retry', reason: `internal error: ${(error as Error).message}` };
     }
+    this.#attempted(hostOf(job.row.endpoint));
+    this.#passIfBacklog();
     try {
       await this.#record(job, result);
     } catch (error) {
@@ -326,11 +462,8 @@ export class NotificationDispatcher {
       this.deps.logger.error({ err: error, notification_id: job.row.id }, 'could not record a notification outcome');
     } finally {
       this.#inFlight.delete(job.row.id);
-      const host = hostOf(job.row.endpoint);
-      const left = (this.#inFlightByHost.get(host) ?? 1) - 1;
-      if (left > 0) this.#inFlightByHost.set(host, left);
-      else this.#inFlightByHost.delete(host);
-      this.kick();
+      // A later step of this call and device may be due now.
+      this.#passIfBacklog();
     }
   }
 
@@ -429,6 +562,7 @@ export class NotificationDispatcher {
           }
           if (!(await this.#releaseClaim(trx, row.id, { status: 'pending', claimed_by: null, due_at: next, last_error: result.reason }))) return undefined;
           this.#expiryDueAt = Math.min(this.#expiryDueAt, row.expires_at.getTime());
+          this.#wakeAt(next.getTime());
           return write(
             {
               type: 'notification.failed',
@@ -521,26 +655,36 @@ export class NotificationDispatcher {
   /**
    * Puts back to `pending` the rows nobody delivers any more: claimed by an instance whose
    * heartbeat is stale, or by this one but not in flight here (their outcome could not be recorded).
+   * This instance's own rows are left alone while rows claimed at birth may be committing (they are
+   * in flight, but the list read here would miss them), and no row is claimed at birth meanwhile.
    */
   async #recoverOrphans(now: Date): Promise<void> {
     const stale = new Date(now.getTime() - this.#options.staleAfterMs);
+    const own = this.#births === 0;
     const inFlight = [...this.#inFlight];
-    const rows = await this.deps.db
-      .updateTable('notifications')
-      .set({ status: 'pending', claimed_by: null })
-      .where('status', '=', 'delivering')
-      .where((eb) =>
-        eb.or([
-          eb.and([
-            eb('claimed_by', '<>', this.deps.instanceId),
-            eb('claimed_by', 'in', eb.selectFrom('gateway_instances').select('id').where('heartbeat_at', '<', stale)),
+    this.#recoveringOwn = own;
+    let rows;
+    try {
+      rows = await this.deps.db
+        .updateTable('notifications')
+        .set({ status: 'pending', claimed_by: null })
+        .where('status', '=', 'delivering')
+        .where((eb) =>
+          eb.or([
+            eb.and([
+              eb('claimed_by', '<>', this.deps.instanceId),
+              eb('claimed_by', 'in', eb.selectFrom('gateway_instances').select('id').where('heartbeat_at', '<', stale)),
+            ]),
+            ...(own ? [eb.and([eb('claimed_by', '=', this.deps.instanceId), ...(inFlight.length > 0 ? [eb('id', 'not in', inFlight)] : [])])] : []),
           ]),
-          eb.and([eb('claimed_by', '=', this.deps.instanceId), ...(inFlight.length > 0 ? [eb('id', 'not in', inFlight)] : [])]),
-        ]),
-      )
-      .returning(['id', 'claimed_by'])
-      .execute();
+        )
+        .returning(['id', 'claimed_by'])
+        .execute();
+    } finally {
+      this.#recoveringOwn = false;
+    }
     if (rows.length > 0) {
+      this.#backlog = true;
       this.deps.logger.warn({ count: rows.length, from: [...new Set(rows.map((row) => row.claimed_by))] }, 'orphaned notifications put back in the queue');
     }
   }
@@ -559,14 +703,20 @@ export class NotificationDispatcher {
     const candidates = [row?.due, row?.expires].filter((value): value is Date => value instanceof Date || typeof value === 'string').map((value) => new Date(value).getTime());
     if (candidates.length === 0) return;
     if (row?.expires) this.#expiryDueAt = Math.min(this.#expiryDueAt, new Date(row.expires).getTime());
-    const at = Math.min(...candidates);
-    if (this.#wakeAt !== undefined && this.#wakeAt <= at) return; // an earlier timer is set: its pass reschedules
+    this.#wakeAt(Math.min(...candidates));
+  }
+
+  /** A pass at `at` (ms since the epoch), unless one is set for earlier. */
+  #wakeAt(at: number): void {
+    if (!this.#running) return;
+    if (this.#wakeTime !== undefined && this.#wakeTime <= at) return; // an earlier timer is set: its pass reschedules
     this.#cancelWake?.();
-    this.#wakeAt = at;
+    this.#wakeTime = at;
     this.#cancelWake = this.deps.clock.setTimer(() => {
-      this.#wakeAt = undefined;
+      this.#wakeTime = undefined;
       this.#cancelWake = undefined;
-      this.kick();
+      this.kick(); // and the pass sets the timer for whatever falls due after
+
     }, at - this.deps.clock.now().getTime());
   }
 

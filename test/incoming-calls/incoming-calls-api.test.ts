@@ -193,14 +193,22 @@ describe('incoming calls announced on speakers', () => {
     const msisdn = nextSubscriber();
     const speaker = await addSpeaker('burst-speaker', msisdn);
     expect((await report({ call_id: 'call-burst-taken', caller: '+74951234567', callee: msisdn })).statusCode).toBe(202);
+    expect((await report({ call_id: 'call-burst-earlier', caller: '+74951234567', callee: msisdn })).statusCode).toBe(202);
+    await waitFor(() => speaker.delivered.length === 2, 'the earlier ringings');
+    await t.app.services.notifier.settle();
     const ids = Array.from({ length: 30 }, (_, n) => `call-burst-${n}`);
-    const [conflict, unreadable, ...answers] = await Promise.all([
+    // New calls ringing, a repeat, a later state of an earlier call, and two refusals, together.
+    const [conflict, unreadable, repeat, answered, ...answers] = await Promise.all([
       report({ call_id: 'call-burst-taken', caller: '+74951234567', callee: nextSubscriber() }),
       report({ call_id: 'call-burst-bad', caller: '+74951234567', callee: '+7 (0)' }),
+      report({ call_id: 'call-burst-taken', caller: '+74951234567', callee: msisdn }),
+      report({ call_id: 'call-burst-earlier', caller: '+74951234567', callee: msisdn, state: 'answered' }),
       ...ids.map((call_id) => report({ call_id, caller: '+74951234567', callee: msisdn })),
     ]);
     expect(conflict.statusCode).toBe(409);
     expect(unreadable.statusCode).toBe(422);
+    expect(repeat.json()).toEqual({ call_id: 'call-burst-taken', state: 'ringing', notified_devices: 1 });
+    expect(answered.json()).toEqual({ call_id: 'call-burst-earlier', state: 'answered', notified_devices: 1 });
     expect(answers.map((answer) => answer.json<unknown>())).toEqual(ids.map((call_id) => ({ call_id, state: 'ringing', notified_devices: 1 })));
     // xmin: the transaction that wrote each row.
     const { rows } = await sql<{ count: number }>`select count(distinct xmin::text)::int as count from incoming_calls where call_id like 'call-burst-%'`.execute(t.database.storage.db);
@@ -208,7 +216,7 @@ describe('incoming calls announced on speakers', () => {
     // Each accepted report wrote its speaker's ringing (delivery itself is tested above: these
     // expire after 2 s, which a loaded machine may not meet for a burst to one receiver).
     const written = await sql<{ count: number }>`select count(*)::int as count from notifications where call_id like 'call-burst-%' and type = 'incoming_call.ringing'`.execute(t.database.storage.db);
-    expect(written.rows[0]!.count).toBe(ids.length + 1);
+    expect(written.rows[0]!.count).toBe(ids.length + 2);
     await waitFor(() => speaker.delivered.length > 0, 'the first ringing');
     await t.app.services.notifier.settle();
   });

@@ -7,6 +7,7 @@ import { closeHttpAgent, deliverHttp } from '../../src/notifications/http-delive
 import { MqttPublisher } from '../../src/notifications/mqtt-delivery.js';
 import { NotificationDispatcher, type NotificationDispatcherOptions } from '../../src/notifications/notification-dispatcher.js';
 import { OutboundPolicy } from '../../src/notifications/outbound-policy.js';
+import { insertRingingCalls } from '../../src/incoming-calls/incoming-calls-repository.js';
 import type { Db } from '../../src/storage/database.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { closedPort, startTestBroker, type TestBroker } from '../support/mqtt-broker.js';
@@ -321,6 +322,40 @@ describe('NotificationDispatcher', () => {
     expect(receivers.maxInFlight).toBe(2);
     // Three rounds of 150 ms at two at a time.
     expect(performance.now() - started).toBeGreaterThanOrEqual(440);
+  });
+
+  it('claimed at birth: sent once the intake commits, within the slots; a birth it never adopted is sent by its next start', async () => {
+    const d = newDispatcher({ concurrency: 1 });
+    await d.start();
+    await d.settle();
+    receivers.maxInFlight = 0;
+    const msisdn = '+79160000101';
+    const speakers = [await addSpeaker({ kind: 'slow', delayMs: 100 }, msisdn), await addSpeaker({ kind: 'slow', delayMs: 100 }, msisdn)];
+    const call = { call_id: `call-birth-${++counter}`, caller: '+79165550199', caller_name: null, callee: msisdn, source: 'api' as const, correlation_id: randomUUID(), request_id: null };
+    const now = new Date();
+    const birth = d.birth();
+    const written = await insertRingingCalls(db, [call], { now, expiresAt: new Date(now.getTime() + 10_000), claimedBy: birth.claimedBy });
+    // Written claimed by this instance: no pass of the dispatcher has to claim them.
+    expect(written.notifications.map(({ row }) => [row.status, row.claimed_by, row.attempts])).toEqual([
+      ['delivering', INSTANCE, 1],
+      ['delivering', INSTANCE, 1],
+    ]);
+    d.adopt(birth, written.notifications.map(({ row, signingSecret }) => ({ row, msisdn, device: { endpoint: row.endpoint, signing_secret: signingSecret, enabled: true, endpoint_gone_at: null } })));
+    // One slot: the second goes back to the queue and follows the first.
+    for (const { row } of written.notifications) expect((await statusIs(row.id, 'delivered')).attempts).toBeLessThanOrEqual(2);
+    expect(receivers.maxInFlight).toBe(1);
+    expect(speakers.map(({ receiver }) => receiver.delivered.length)).toEqual([1, 1]);
+
+    // A birth whose process died after the commit, before sending: nothing was adopted.
+    const orphan = { ...call, call_id: `call-birth-${++counter}`, correlation_id: randomUUID() };
+    const lost = d.birth();
+    const unsent = await insertRingingCalls(db, [orphan], { now, expiresAt: new Date(now.getTime() + 10_000), claimedBy: lost.claimedBy });
+    d.abandon(lost);
+    await d.stop();
+    const next = newDispatcher();
+    await next.start();
+    for (const { row } of unsent.notifications) await statusIs(row.id, 'delivered');
+    expect(speakers.map(({ receiver }) => receiver.delivered.length)).toEqual([2, 2]);
   });
 
   it('recovers rows left delivering by its earlier life and by a stale instance, not those of a live one', async () => {
