@@ -96,8 +96,8 @@ async function closedLoop(target: LoadTarget, durationS: number, pid?: number): 
   return pid ? { ...result, cpuMsPerRequest: round(((cpuSeconds(pid) - before) * 1000) / Math.max(1, result.accepted), 2) } : result;
 }
 
-async function paced(target: LoadTarget, rate: number, durationS: number): Promise<PacedResult> {
-  const child = await startChild('load/paced.ts', [JSON.stringify({ ...target, rate, durationS })], { waitReady: false });
+async function paced(target: LoadTarget, rate: number, durationS: number, warmupS = 0): Promise<PacedResult> {
+  const child = await startChild('load/paced.ts', [JSON.stringify({ ...target, rate, durationS, warmupS })], { waitReady: false });
   return child.result<PacedResult>();
 }
 
@@ -214,11 +214,9 @@ async function speakerRecords(speakers: BenchChild<{ url: string }>): Promise<Sp
 /** S3: incoming calls at 200/s, each announced on the number's three speakers. */
 async function incomingCalls(label: string, gateway: BenchGateway, speakers: BenchChild<{ url: string }>, keys: BenchKeys, storage: Storage | undefined) {
   const prefix = `${label}-${Date.now()}`;
-  // A warm-up at the same rate, not measured: the gateway's first second pays for its cold start
-  // (compiling the code paths, opening database and speaker connections), a one-time cost.
-  const warm = await paced({ kind: 'incoming-call', url: gateway.url, key: keys.telephony, idPrefix: `W${prefix}`, population: size.numbers, offset: 0 }, S3_RATE, size.warmupS);
-  await waitFor(`${label} warm-up notifications`, async () => (await speakerRecords(speakers)).filter((r) => r.callId.startsWith(`W${prefix}-`)).length >= warm.accepted * 3, 60_000);
-  const result = await paced({ kind: 'incoming-call', url: gateway.url, key: keys.telephony, idPrefix: prefix, population: size.numbers, offset: 0 }, S3_RATE, size.pacedS);
+  // A warm-up at the same rate first, not measured: the gateway's first second pays for its cold
+  // start (compiling the code paths, opening database and speaker connections), a one-time cost.
+  const result = await paced({ kind: 'incoming-call', url: gateway.url, key: keys.telephony, idPrefix: prefix, population: size.numbers, offset: 0 }, S3_RATE, size.pacedS, size.warmupS);
   const expected = result.accepted * 3;
   const sentAt = new Map(result.sends.map(([id, at]) => [id, at]));
   let mine: SpeakerRecord[] = [];
@@ -241,7 +239,16 @@ async function incomingCalls(label: string, gateway: BenchGateway, speakers: Ben
   }
   const check = { sent: result.sent, accepted202: result.accepted, statuses: result.statuses, errors: result.errors, expectedNotifications: expected, received: mine.length, distinct, deliveredInDb: delivered, lost: expected - distinct, duplicates: mine.length - distinct, loadLagMaxMs: round(result.maxLagMs, 2) };
   log(`${label}: ${result.accepted}/${result.sent} calls accepted, ${distinct}/${expected} notifications, p99 ${round(percentile(latencies, 99), 2)} ms`);
-  return { latency: summarize(latencies), response: result.response, check };
+  // Per second of sending: whether the tail is spread over the run or is one stall.
+  const t0 = Math.min(...result.sends.map(([, at]) => at));
+  const bySecond = new Map<number, number[]>();
+  for (const r of mine) {
+    const second = Math.floor((sentAt.get(r.callId)! - t0) / 1000);
+    bySecond.set(second, [...(bySecond.get(second) ?? []), r.at - sentAt.get(r.callId)!]);
+  }
+  const perSecond = [...bySecond].sort(([a], [b]) => a - b).map(([second, values]) => ({ second, p50: round(percentile(values, 50), 1), p99: round(percentile(values, 99), 1) }));
+  log(`${label} p99 per second of sending: ${perSecond.map((each) => each.p99).join(' ')} ms`);
+  return { latency: summarize(latencies), response: result.response, check, perSecond };
 }
 
 // ---- the run ------------------------------------------------------------------------------------
@@ -336,10 +343,8 @@ async function main(): Promise<void> {
     await waitFor('the gateway to reach FreeSWITCH', async () => (await fetch(`${gateway.url}/readyz`)).ok, 15_000);
     log(`S2: webhooks at ${rate}/s through FreeSWITCH (Event Socket peer)`);
     const prefix = `S2-${Date.now()}`;
-    // A warm-up at the same rate, not measured (the cold start, as in S3), on other sensors.
-    const warm = await paced({ kind: 'webhook', url: gateway.url, key: keys.webhook, idPrefix: `W${prefix}`, population: size.sensors, offset: 0 }, rate, size.warmupS);
-    await waitAlarmsSettled(gateway, 30_000);
-    const result = await paced({ kind: 'webhook', url: gateway.url, key: keys.webhook, idPrefix: prefix, population: size.sensors, offset: Math.ceil(rate * size.warmupS) }, rate, size.pacedS);
+    // A warm-up at the same rate first, not measured (the cold start, as in S3), on other sensors.
+    const result = await paced({ kind: 'webhook', url: gateway.url, key: keys.webhook, idPrefix: prefix, population: size.sensors, offset: 0 }, rate, size.pacedS, size.warmupS);
     const sentAt = new Map(result.sends.map(([id, at]) => [id, at]));
     const calls = await storage.withSession((s) =>
       s.query<{ id: string; event_id: string }>(`select c.id, a.event_id from calls c join alarms a on a.id = c.alarm_id where a.event_id like $1`, [`${prefix}-%`]),
@@ -357,7 +362,7 @@ async function main(): Promise<void> {
     await waitAlarmsSettled(gateway, 30_000);
     const eventOf = new Map(calls.map((c) => [c.id, c.event_id]));
     const latencies = originates.map((o) => o.at - sentAt.get(eventOf.get(o.callId)!)!);
-    const check = { ...(await checkIntake(storage, warm.accepted + result.accepted)), sent: result.sent, statuses: result.statuses, originates: originates.length, distinctOriginates: new Set(originates.map((o) => o.callId)).size };
+    const check = { ...(await checkIntake(storage, result.warm.accepted + result.accepted)), sent: result.sent, statuses: result.statuses, originates: originates.length, distinctOriginates: new Set(originates.map((o) => o.callId)).size };
     const latency = summarize(latencies);
     details.S2 = { rate, latency, response: result.response, check };
     log(`S2: p99 ${latency.p99} ms; ${JSON.stringify(check)}`);

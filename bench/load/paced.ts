@@ -16,6 +16,8 @@ import { requestFor, type LoadTarget } from './bodies.js';
 export interface PacedResult {
   sent: number;
   accepted: number;
+  /** The warm-up before the measured requests. */
+  warm: { sent: number; accepted: number };
   statuses: Record<string, number>;
   errors: number;
   /** How far behind schedule the worst send was (the load generator's own lag). */
@@ -25,9 +27,13 @@ export interface PacedResult {
   sends: Array<[string, number, number]>;
 }
 
-const options = JSON.parse(process.argv[2] ?? '{}') as LoadTarget & { rate: number; durationS: number };
+const options = JSON.parse(process.argv[2] ?? '{}') as LoadTarget & { rate: number; durationS: number; warmupS?: number };
+// A warm-up at the same rate runs first, on the same connections and without a pause, on ids
+// `W<prefix>-<n>` (and the devices or numbers before the measured ones): not measured, counted apart.
+const warmCount = Math.round(options.rate * (options.warmupS ?? 0));
+const warm = { sent: warmCount, accepted: 0 };
 const pool = new Pool(options.url, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 });
-const total = Math.round(options.rate * options.durationS);
+const total = warmCount + Math.round(options.rate * options.durationS);
 const sends: Array<[string, number, number]> = [];
 const responseTimes: number[] = [];
 const statuses: Record<string, number> = {};
@@ -43,7 +49,20 @@ for (let n = 0; n < total; n++) {
   while (nowMs() < due) {
     // spin for the last fraction of a millisecond
   }
-  const { path, id, body } = requestFor(options, n);
+  if (n < warmCount) {
+    const { path, body } = requestFor({ ...options, idPrefix: `W${options.idPrefix}` }, n);
+    const request = pool
+      .request({ method: 'POST', path, body, headers: { 'content-type': 'application/json', 'x-api-key': options.key } })
+      .then(async (response) => {
+        await response.body.dump();
+        if (response.statusCode >= 200 && response.statusCode < 300) warm.accepted++;
+      })
+      .catch(() => {});
+    inFlight.add(request);
+    void request.finally(() => inFlight.delete(request));
+    continue;
+  }
+  const { path, id, body } = requestFor({ ...options, offset: options.offset + warmCount }, n - warmCount);
   const sentAt = nowMs();
   maxLagMs = Math.max(maxLagMs, sentAt - due);
   const entry: [string, number, number] = [id, sentAt, 0];
@@ -65,7 +84,8 @@ for (let n = 0; n < total; n++) {
 await Promise.all(inFlight);
 await pool.close();
 const result: PacedResult = {
-  sent: total,
+  sent: total - warmCount,
+  warm,
   accepted: sends.filter(([, , status]) => status >= 200 && status < 300).length,
   statuses,
   errors,

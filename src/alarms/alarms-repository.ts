@@ -1,6 +1,6 @@
 /** SQL of alarms and their calls. Every function takes the caller's transaction. */
 import { sql } from 'kysely';
-import type { DbOrTrx } from '../storage/database.js';
+import type { DbOrTrx, Nullable } from '../storage/database.js';
 import type { Database } from '../storage/schema.js';
 import type { Insertable, Selectable } from 'kysely';
 import { inFlightStatuses, type FinalCallStatus } from './escalation.js';
@@ -126,28 +126,56 @@ export async function insertCalls(db: DbOrTrx, rows: NewCallRow[]): Promise<Call
   return rows.map((row) => byId.get(row.id)!);
 }
 
+/** A call claimed for dialing, with what placing it and its log row need of its alarm. */
+export interface ClaimedCall {
+  call: CallRow;
+  alarm: Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlation_id' | 'action'>;
+}
+
 /**
- * Claims due calls for this instance: each moves queued -> dialing in a committed transaction
- * before anything is dialed, and SKIP LOCKED lets several instances claim side by side without
- * ever taking the same call.
+ * Claims due queued calls for this instance (queued -> dialing, with their deadline: the rule's
+ * ring timeout plus `deadlineMarginS`) and writes their `call.dialing` log rows, in one statement
+ * that commits before anything is dialed; SKIP LOCKED lets several instances claim side by side.
+ * Also returns when the earliest call left queued falls due (undefined: none), for the wake timer.
  */
-export async function claimDueCalls(db: DbOrTrx, instanceId: string, now: Date, limit: number): Promise<CallRow[]> {
-  return db
-    .updateTable('calls')
-    .set({ status: 'dialing', claimed_by: instanceId, dialing_at: now })
-    .where('id', 'in', (eb) =>
-      eb
-        .selectFrom('calls')
-        .select('id')
-        .where('status', '=', 'queued')
-        .where('due_at', '<=', now)
-        .orderBy('due_at')
-        .limit(limit)
-        .forUpdate()
-        .skipLocked(),
+export async function claimDueCalls(
+  db: DbOrTrx,
+  options: { instanceId: string; now: Date; limit: number; deadlineMarginS: number },
+): Promise<{ claimed: ClaimedCall[]; nextDueAt: Date | undefined }> {
+  const { instanceId, now, limit, deadlineMarginS } = options;
+  const result = await sql<Nullable<CallRow> & { next_due: Date | null; alarm_action: AlarmRow['action'] | null; alarm_device_id: string | null; alarm_msisdn: string | null; alarm_correlation_id: string | null }>`
+    with picked as (
+      select id from calls where status = 'queued' and due_at <= ${now} order by due_at limit ${limit} for update skip locked
+    ),
+    claimed as (
+      update calls
+         set status = 'dialing', claimed_by = ${instanceId}, dialing_at = ${now},
+             deadline_at = ${now}::timestamptz + make_interval(secs => (select (a.action->>'ring_timeout_s')::int + ${deadlineMarginS} from alarms a where a.id = calls.alarm_id))
+        from picked where calls.id = picked.id
+      returning calls.*
+    ),
+    logged as (
+      insert into event_logs (type, status, device_id, msisdn, correlation_id, details)
+      select 'call.dialing', 'info', a.device_id, a.msisdn, a.correlation_id,
+             jsonb_build_object('alarm_id', a.id, 'call_id', c.id, 'to', c.to_number, 'position', c.position, 'attempt', c.attempt, 'instance', ${instanceId}::text)
+        from claimed c join alarms a on a.id = c.alarm_id
+       order by c.due_at, c.seq
+    ),
+    next as (
+      select min(due_at) as next_due from calls where status = 'queued' and id not in (select id from picked)
     )
-    .returningAll()
-    .execute();
+    select next.next_due, c.*, a.action as alarm_action, a.device_id as alarm_device_id, a.msisdn as alarm_msisdn, a.correlation_id as alarm_correlation_id
+      from next left join claimed c on true left join alarms a on a.id = c.alarm_id
+     order by c.due_at, c.seq`.execute(db);
+  const claimed: ClaimedCall[] = [];
+  for (const { next_due: _next, alarm_action, alarm_device_id, alarm_msisdn, alarm_correlation_id, ...call } of result.rows) {
+    if (call.id === null) continue; // nothing claimed: the one row says when the next call falls due
+    claimed.push({
+      call: call as CallRow,
+      alarm: { id: call.alarm_id!, device_id: alarm_device_id!, msisdn: alarm_msisdn!, correlation_id: alarm_correlation_id!, action: alarm_action! },
+    });
+  }
+  return { claimed, nextDueAt: result.rows[0]?.next_due ?? undefined };
 }
 
 /** Puts a claimed call back in the queue: it could not be handed to the switch, nobody was dialed. */
@@ -243,12 +271,6 @@ export async function findAlarmsForUpdate(db: DbOrTrx, ids: readonly string[]): 
 
 export async function findCall(db: DbOrTrx, id: string): Promise<CallRow | undefined> {
   return db.selectFrom('calls').selectAll().where('id', '=', id).executeTakeFirst();
-}
-
-/** The next time a queued call falls due, to wake up for it. */
-export async function nextDueAt(db: DbOrTrx): Promise<Date | undefined> {
-  const row = await db.selectFrom('calls').select((eb) => eb.fn.min('due_at').as('next')).where('status', '=', 'queued').executeTakeFirst();
-  return row?.next ?? undefined;
 }
 
 /**

@@ -14,7 +14,6 @@
  *   and the same attempt is made again under a new call id. Nothing is re-dialed before the
  *   switch has been asked.
  */
-import { sql } from 'kysely';
 import type { Clock } from '../clock/clock.js';
 import { SingleFlight } from '../jobs/single-flight.js';
 import { appendEvents, logSteps, type EventLogEntry } from '../event-log/event-log.js';
@@ -62,6 +61,8 @@ export class CallDispatcher {
   #running = false;
   #cancelTimers: (() => void)[] = [];
   #wakeAt: number | undefined;
+  /** When the earliest call left queued falls due, as the last claim read it. */
+  #nextDueAt: Date | undefined;
   #cancelWake: (() => void) | undefined;
   /** Reports from the switch not recorded yet, in arrival order. */
   readonly #progressQueue: CallProgress[] = [];
@@ -93,7 +94,7 @@ export class CallDispatcher {
         if (!this.#running) return;
         // With the switch down, the poll and the reconnect bring the next pass; no wake timer.
         const dispatched = await this.#pass();
-        if (dispatched && !this.#flight.requestedAgain) await this.#scheduleWake();
+        if (dispatched && !this.#flight.requestedAgain) this.#scheduleWake();
       },
       (error) => this.deps.logger.error({ err: error }, 'dispatch pass failed; retrying at the next poll'),
     );
@@ -170,35 +171,26 @@ export class CallDispatcher {
 
   async #claim(): Promise<{ call: CallRow; action: CallAction }[]> {
     const now = this.deps.clock.now();
-    const { claimed, logged } = await this.deps.db.transaction().execute(async (trx) => {
-      const calls = await repository.claimDueCalls(trx, this.deps.instanceId, now, this.#options.batchSize);
-      if (calls.length === 0) return { claimed: [], logged: [] };
-      const alarms = await trx.selectFrom('alarms').selectAll().where('id', 'in', [...new Set(calls.map((call) => call.alarm_id))]).execute();
-      const byId = new Map(alarms.map((alarm) => [alarm.id, alarm]));
-      const result = calls.map((call) => ({ call, alarm: byId.get(call.alarm_id)!, action: byId.get(call.alarm_id)!.action as unknown as CallAction }));
-      await trx
-        .updateTable('calls')
-        .set({
-          deadline_at: sql<Date>`${now}::timestamptz + make_interval(secs => (select (a.action->>'ring_timeout_s')::int + ${CALL_DEADLINE_MARGIN_S} from alarms a where a.id = calls.alarm_id))`,
-        })
-        .where('id', 'in', calls.map((call) => call.id))
-        .execute();
-      const logged = result.map(
-        ({ call, alarm }): EventLogEntry => ({
-          type: 'call.dialing',
-          status: 'info',
-          deviceId: alarm.device_id,
-          msisdn: alarm.msisdn,
-          correlationId: alarm.correlation_id,
-          details: { alarm_id: alarm.id, call_id: call.id, to: call.to_number, position: call.position, attempt: call.attempt, instance: this.deps.instanceId },
-        }),
-      );
-      await appendEvents(trx, logged);
-      return { claimed: result.map(({ call, action }) => ({ call, action })), logged };
+    const { claimed, nextDueAt } = await repository.claimDueCalls(this.deps.db, {
+      instanceId: this.deps.instanceId,
+      now,
+      limit: this.#options.batchSize,
+      deadlineMarginS: CALL_DEADLINE_MARGIN_S,
     });
+    this.#nextDueAt = nextDueAt;
+    const logged = claimed.map(
+      ({ call, alarm }): EventLogEntry => ({
+        type: 'call.dialing',
+        status: 'info',
+        deviceId: alarm.device_id,
+        msisdn: alarm.msisdn,
+        correlationId: alarm.correlation_id,
+        details: { alarm_id: alarm.id, call_id: call.id, to: call.to_number, position: call.position, attempt: call.attempt, instance: this.deps.instanceId },
+      }),
+    );
     logSteps(this.deps.logger, logged);
     if (claimed.length > 0) this.deps.metrics.callsDialed.inc(claimed.length);
-    return claimed;
+    return claimed.map(({ call, alarm }) => ({ call, action: alarm.action as unknown as CallAction }));
   }
 
   #requestOf(call: CallRow, action: CallAction): CallRequest {
@@ -406,10 +398,13 @@ export class CallDispatcher {
     if (effects.queued) this.kick();
   }
 
-  /** Sets one timer for the next queued call's due time, so a retry starts when it falls due. */
-  async #scheduleWake(): Promise<void> {
+  /**
+   * Sets one timer for the next queued call's due time (read by the pass's last claim), so a
+   * retry starts when it falls due.
+   */
+  #scheduleWake(): void {
     if (!this.#running) return;
-    const next = await repository.nextDueAt(this.deps.db);
+    const next = this.#nextDueAt;
     if (!next) return;
     const at = next.getTime();
     if (this.#wakeAt !== undefined && this.#wakeAt <= at) return;

@@ -69,20 +69,20 @@ export async function appendEvents(db: DbOrTrx, entries: EventLogEntry[]): Promi
     held.push(...entries);
     return;
   }
-  await db
-    .insertInto('event_logs')
-    .values(
-      entries.map((entry) => ({
-        type: entry.type,
-        status: entry.status,
-        device_id: entry.deviceId ?? null,
-        msisdn: entry.msisdn ?? null,
-        correlation_id: entry.correlationId ?? null,
-        request_id: entry.requestId ?? null,
-        details: JSON.stringify(withoutSecrets(entry.details ?? {})),
-      })),
-    )
-    .execute();
+  await db.insertInto('event_logs').values(entries.map(eventLogRow)).execute();
+}
+
+/** The columns of an entry's row, secrets left out (for statements that write log rows themselves). */
+export function eventLogRow(entry: EventLogEntry) {
+  return {
+    type: entry.type,
+    status: entry.status,
+    device_id: entry.deviceId ?? null,
+    msisdn: entry.msisdn ?? null,
+    correlation_id: entry.correlationId ?? null,
+    request_id: entry.requestId ?? null,
+    details: JSON.stringify(withoutSecrets(entry.details ?? {})),
+  };
 }
 
 /** Where a piece of work came from, carried into every log row it writes. */

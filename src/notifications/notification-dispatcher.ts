@@ -28,11 +28,11 @@
 import { sql, type Selectable, type Updateable } from 'kysely';
 import type { Clock } from '../clock/clock.js';
 import { parseEndpoint, redactEndpoint } from '../devices/endpoint.js';
-import { appendEvent, appendEvents, logSteps, type EventLogEntry } from '../event-log/event-log.js';
+import { appendEvent, appendEvents, eventLogRow, logSteps, type EventLogEntry } from '../event-log/event-log.js';
 import type { GatewayMetrics, NotificationOutcome, Transport } from '../metrics/metrics.js';
 import { SingleFlight } from '../jobs/single-flight.js';
 import { GroupCommit } from '../storage/group-commit.js';
-import type { Db, DbOrTrx } from '../storage/database.js';
+import type { Db, DbOrTrx, Nullable } from '../storage/database.js';
 import type { Notifications } from '../storage/schema.generated.js';
 import { deliverHttp, type DeliveryResult } from './http-delivery.js';
 import type { MqttPublisher } from './mqtt-delivery.js';
@@ -111,9 +111,6 @@ export interface Birth {
 }
 
 /** An outcome recorded: its log row (logged once committed) and what the metrics count. */
-/** A claim that took nothing still answers one row (whether due rows are left), its columns null. */
-type Nullable<T> = { [K in keyof T]: T[K] | null };
-
 /** What a claim reads besides the row. */
 interface ClaimedExtras {
   more_due: boolean;
@@ -363,6 +360,7 @@ export class NotificationDispatcher {
     this.#claimingSlots = slots;
     let claimed;
     try {
+      // A claim that took nothing still answers one row (whether due rows are left), its columns null.
       const result = await sql<Nullable<NotificationRow> & ClaimedExtras>`
         with picked as (
           select n.id from notifications n
@@ -499,35 +497,43 @@ export class NotificationDispatcher {
   }
 
   /**
-   * Records deliveries in one transaction: one UPDATE ... FROM VALUES and one INSERT of their log
-   * rows. Delivered is recorded even if a row was meanwhile put back in the queue: that saves a
-   * repeat. Undefined for a row that was no longer ours.
+   * Records deliveries in one statement: the rows delivered (UPDATE ... FROM VALUES) and the log
+   * rows of those that were still ours. Delivered is recorded even if a row was meanwhile put back
+   * in the queue: that saves a repeat. Undefined for a row that was no longer ours.
    */
   async #recordDelivered(items: { job: Job; statusCode: number | undefined }[]): Promise<(Recorded | undefined)[]> {
     const now = this.deps.clock.now();
-    const latencies = items.map(({ job }) => Math.max(0, now.getTime() - job.row.created_at.getTime()));
-    return this.deps.db.transaction().execute(async (trx) => {
-      const given = sql.join(items.map(({ job }, index) => sql`(${job.row.id}::uuid, ${Math.min(latencies[index]!, 2_147_483_647)}::integer)`));
-      const updated = await sql<{ id: string }>`
-        update notifications set status = 'delivered', delivered_at = ${now}, latency_ms = given.latency_ms, last_error = null
-          from (values ${given}) as given (id, latency_ms)
-         where notifications.id = given.id and notifications.status in ('delivering', 'pending')
-         returning notifications.id`.execute(trx);
-      const ours = new Set(updated.rows.map(({ id }) => id));
-      const recorded = items.map(({ job, statusCode }, index): Recorded | undefined => {
-        if (!ours.has(job.row.id)) return undefined;
-        const latency = latencies[index]!;
-        const entry: EventLogEntry = {
-          type: 'notification.sent',
-          status: 'ok',
-          ...this.#logBase(job),
-          details: { ...this.#logDetails(job), latency_ms: latency, ...(statusCode !== undefined ? { status_code: statusCode } : {}) },
-        };
-        return { entry, outcome: 'delivered', latencyMs: latency };
-      });
-      await appendEvents(trx, recorded.flatMap((each) => (each ? [each.entry] : [])));
-      return recorded;
+    const recorded = items.map(({ job, statusCode }): Recorded => {
+      const latency = Math.max(0, now.getTime() - job.row.created_at.getTime());
+      const entry: EventLogEntry = {
+        type: 'notification.sent',
+        status: 'ok',
+        ...this.#logBase(job),
+        details: { ...this.#logDetails(job), latency_ms: latency, ...(statusCode !== undefined ? { status_code: statusCode } : {}) },
+      };
+      return { entry, outcome: 'delivered', latencyMs: latency };
     });
+    const given = sql.join(
+      recorded.map(({ entry, latencyMs }, index) => {
+        const log = eventLogRow(entry);
+        return sql`(${index}::integer, ${items[index]!.job.row.id}::uuid, ${Math.min(latencyMs!, 2_147_483_647)}::integer, ${log.device_id}::text, ${log.msisdn}::text, ${log.correlation_id}::text, ${log.details}::jsonb)`;
+      }),
+    );
+    const updated = await sql<{ id: string }>`
+      with given (ord, id, latency_ms, device_id, msisdn, correlation_id, details) as (values ${given}),
+      updated as (
+        update notifications set status = 'delivered', delivered_at = ${now}, latency_ms = given.latency_ms, last_error = null
+          from given
+         where notifications.id = given.id and notifications.status in ('delivering', 'pending')
+        returning notifications.id
+      ),
+      logged as (
+        insert into event_logs (type, status, device_id, msisdn, correlation_id, details)
+        select 'notification.sent', 'ok', device_id, msisdn, correlation_id, details from given where id in (select id from updated) order by ord
+      )
+      select id from updated`.execute(this.deps.db);
+    const ours = new Set(updated.rows.map(({ id }) => id));
+    return recorded.map((each, index) => (ours.has(items[index]!.job.row.id) ? each : undefined));
   }
 
   #logBase({ row, msisdn }: Job): Pick<EventLogEntry, 'deviceId' | 'msisdn' | 'correlationId'> {

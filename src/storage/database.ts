@@ -16,6 +16,9 @@ export type Db = Kysely<Database>;
 /** A repository method's `db` argument: the whole database or the caller's transaction. */
 export type DbOrTrx = Kysely<Database> | Transaction<Database>;
 
+/** A row read through an outer join that matched nothing: every column may be null. */
+export type Nullable<T> = { [K in keyof T]: T[K] | null };
+
 export interface StorageOptions {
   /** PostgreSQL URL; unset means embedded PGlite. */
   databaseUrl?: string | undefined;
