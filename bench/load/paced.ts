@@ -28,8 +28,10 @@ export interface PacedResult {
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as LoadTarget & { rate: number; durationS: number; warmupS?: number };
-// A warm-up at the same rate runs first, on the same connections and without a pause, on ids
-// `W<prefix>-<n>` (and the devices or numbers before the measured ones): not measured, counted apart.
+// A warm-up at the same rate runs first, on the same connections, on ids `W<prefix>-<n>` (and the
+// devices or numbers before the measured ones): not measured, counted apart. Then a pause of
+// WARMUP_PAUSE_MS, for the work the warm-up caused to finish, and the measured requests.
+const WARMUP_PAUSE_MS = 2_000;
 const warmCount = Math.round(options.rate * (options.warmupS ?? 0));
 const warm = { sent: warmCount, accepted: 0 };
 const pool = new Pool(options.url, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 });
@@ -41,8 +43,13 @@ let errors = 0;
 let maxLagMs = 0;
 const inFlight = new Set<Promise<void>>();
 
-const start = nowMs() + 50;
+let start = nowMs() + 50;
 for (let n = 0; n < total; n++) {
+  if (n === warmCount && warmCount > 0) {
+    await Promise.all(inFlight);
+    await sleep(WARMUP_PAUSE_MS);
+    start = nowMs() + 50 - (n * 1000) / options.rate;
+  }
   const due = start + (n * 1000) / options.rate;
   const wait = due - nowMs();
   if (wait > 1) await sleep(wait - 0.5);
