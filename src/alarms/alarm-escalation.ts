@@ -129,6 +129,17 @@ export class AlarmEscalation {
    * One report the database refuses fails them all: the caller retries them one at a time.
    */
   async recordProgressBatch(reports: readonly CallProgress[]): Promise<EscalationEffects[]> {
+    // Only ringing and answered, each of another call (the usual batch while calls are being set
+    // up): one statement, log rows included, with no transaction around it.
+    if (reports.every((each) => each.kind === 'ringing' || each.kind === 'answered') && new Set(reports.map((each) => each.callId)).size === reports.length) {
+      const all = reports.map(() => noEffects());
+      const advanced = await repository.advanceCalls(this.db, reports.map(({ callId, kind, at }) => ({ id: callId, to: kind, at })), { log: true });
+      for (const [index, { callId, kind }] of reports.entries()) {
+        const moved = advanced.get(callId);
+        if (moved) all[index]!.logged.push(callEntry(moved.alarm, moved.call, `call.${kind}`, 'info', {}));
+      }
+      return all;
+    }
     return transactionWithEventLog(this.db, async (trx) => {
       const all = reports.map(() => noEffects());
       // A run: consecutive reports of one kind of step (moving forward, ending), each of another call.

@@ -203,19 +203,32 @@ export type CallAlarm = Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlat
 export async function advanceCalls(
   db: DbOrTrx,
   moves: readonly { id: string; to: 'ringing' | 'answered'; at: Date }[],
+  options: { log?: boolean } = {},
 ): Promise<Map<string, { call: CallRow; alarm: CallAlarm }>> {
   if (moves.length === 0) return new Map();
-  const given = sql.join(moves.map((move) => sql`(${move.id}::uuid, ${move.to}::text, ${move.at}::timestamptz)`));
-  const result = await sql<CallRow & { alarm_device_id: string; alarm_msisdn: string; alarm_correlation_id: string }>`
-    update calls set status = given.status,
-      ringing_at = case when given.status = 'ringing' then given.at else calls.ringing_at end,
-      answered_at = case when given.status = 'answered' then given.at else calls.answered_at end
-    from (values ${given}) as given (id, status, at), alarms
-    where calls.id = given.id and alarms.id = calls.alarm_id
-      and (calls.status = 'dialing' or (given.status = 'answered' and calls.status = 'ringing'))
-    returning calls.*, alarms.device_id as alarm_device_id, alarms.msisdn as alarm_msisdn, alarms.correlation_id as alarm_correlation_id`.execute(db);
+  const given = sql.join(moves.map((move, index) => sql`(${index}::integer, ${move.id}::uuid, ${move.to}::text, ${move.at}::timestamptz)`));
+  // With `log`, the same statement writes each moved call's `call.ringing` / `call.answered` row,
+  // in the order given, as callEntry in alarm-escalation.ts shapes it.
+  const logged = options.log
+    ? sql`, logged as (
+        insert into event_logs (type, status, device_id, msisdn, correlation_id, details)
+        select 'call.' || status, 'info', alarm_device_id, alarm_msisdn, alarm_correlation_id,
+               jsonb_build_object('alarm_id', alarm_id, 'call_id', id, 'to', to_number, 'position', position, 'attempt', attempt)
+          from moved order by ord)`
+    : sql``;
+  const result = await sql<CallRow & { ord: number; alarm_device_id: string; alarm_msisdn: string; alarm_correlation_id: string }>`
+    with moved as (
+      update calls set status = given.status,
+        ringing_at = case when given.status = 'ringing' then given.at else calls.ringing_at end,
+        answered_at = case when given.status = 'answered' then given.at else calls.answered_at end
+      from (values ${given}) as given (ord, id, status, at), alarms
+      where calls.id = given.id and alarms.id = calls.alarm_id
+        and (calls.status = 'dialing' or (given.status = 'answered' and calls.status = 'ringing'))
+      returning calls.*, given.ord, alarms.device_id as alarm_device_id, alarms.msisdn as alarm_msisdn, alarms.correlation_id as alarm_correlation_id
+    )${logged}
+    select * from moved`.execute(db);
   return new Map(
-    result.rows.map(({ alarm_device_id, alarm_msisdn, alarm_correlation_id, ...call }) => [
+    result.rows.map(({ ord: _ord, alarm_device_id, alarm_msisdn, alarm_correlation_id, ...call }) => [
       call.id,
       { call, alarm: { id: call.alarm_id, device_id: alarm_device_id, msisdn: alarm_msisdn, correlation_id: alarm_correlation_id } },
     ]),
