@@ -362,7 +362,15 @@ async function main(): Promise<void> {
     await waitAlarmsSettled(gateway, 30_000);
     const eventOf = new Map(calls.map((c) => [c.id, c.event_id]));
     const latencies = originates.map((o) => o.at - sentAt.get(eventOf.get(o.callId)!)!);
-    const check = { ...(await checkIntake(storage, result.warm.accepted + result.accepted)), sent: result.sent, statuses: result.statuses, originates: originates.length, distinctOriginates: new Set(originates.map((o) => o.callId)).size };
+    // The intake check covers the warm-up too; the originates are the measured webhooks' alarms'.
+    const check = {
+      ...(await checkIntake(storage, result.warm.accepted + result.accepted)),
+      sent: result.sent,
+      statuses: result.statuses,
+      measuredAlarms: new Set(calls.map((c) => c.event_id)).size,
+      originates: originates.length,
+      distinctOriginates: new Set(originates.map((o) => o.callId)).size,
+    };
     const latency = summarize(latencies);
     details.S2 = { rate, latency, response: result.response, check };
     log(`S2: p99 ${latency.p99} ms; ${JSON.stringify(check)}`);
@@ -372,8 +380,8 @@ async function main(): Promise<void> {
       value: latency.p99,
       unit: 'ms p99',
       target: 'p99 ≤ 20 ms',
-      met: latency.p99 <= 20 && check.lost === 0 && check.distinctOriginates === check.alarms && check.originates === check.alarms,
-      note: `p50 ${latency.p50} ms; ${check.alarms} alarms, ${check.originates} originates (${check.distinctOriginates} distinct), lost ${check.lost}`,
+      met: latency.p99 <= 20 && check.lost === 0 && check.distinctOriginates === check.measuredAlarms && check.originates === check.measuredAlarms,
+      note: `p50 ${latency.p50} ms; ${check.measuredAlarms} alarms measured, ${check.originates} originates (${check.distinctOriginates} distinct), lost ${check.lost}`,
     });
     await gateway.stop();
     await esl.stop();
