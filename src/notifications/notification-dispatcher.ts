@@ -146,8 +146,8 @@ export class NotificationDispatcher {
   #births = 0;
   /** Slots a claim in progress may fill: adopted births leave them alone. */
   #claimingSlots = 0;
-  /** While this instance puts back its own orphaned rows, nothing is claimed at birth (see #recoverOrphans). */
-  #recoveringOwn = false;
+  /** While orphaned rows are being put back, nothing is claimed at birth (see #recoverOrphans). */
+  #recovering = false;
   /** The next pass also computes the wake time (after a start, a poll or an outside kick). */
   #lookAhead = true;
   /** When the next pass should look for expired rows (ms since the epoch). */
@@ -231,7 +231,7 @@ export class NotificationDispatcher {
    * commits, or `abandon` if it failed; until then this instance's own rows are not recovered.
    */
   birth(): Birth {
-    if (!this.#running || this.#recoveringOwn) return { claimedBy: null, open: false };
+    if (!this.#running || this.#recovering) return { claimedBy: null, open: false };
     this.#births++;
     return { claimedBy: this.deps.instanceId, open: true };
   }
@@ -661,14 +661,14 @@ export class NotificationDispatcher {
   /**
    * Puts back to `pending` the rows nobody delivers any more: claimed by an instance whose
    * heartbeat is stale, or by this one but not in flight here (their outcome could not be recorded).
-   * This instance's own rows are left alone while rows claimed at birth may be committing (they are
-   * in flight, but the list read here would miss them), and no row is claimed at birth meanwhile.
+   * While rows claimed at birth may be committing (the list read here would miss them), only this
+   * instance's rows older than `staleAfterMs` are put back, and no row is claimed at birth meanwhile.
    */
   async #recoverOrphans(now: Date): Promise<void> {
     const stale = new Date(now.getTime() - this.#options.staleAfterMs);
-    const own = this.#births === 0;
+    const births = this.#births > 0;
     const inFlight = [...this.#inFlight];
-    this.#recoveringOwn = own;
+    this.#recovering = true;
     let rows;
     try {
       rows = await this.deps.db
@@ -681,13 +681,17 @@ export class NotificationDispatcher {
               eb('claimed_by', '<>', this.deps.instanceId),
               eb('claimed_by', 'in', eb.selectFrom('gateway_instances').select('id').where('heartbeat_at', '<', stale)),
             ]),
-            ...(own ? [eb.and([eb('claimed_by', '=', this.deps.instanceId), ...(inFlight.length > 0 ? [eb('id', 'not in', inFlight)] : [])])] : []),
+            eb.and([
+              eb('claimed_by', '=', this.deps.instanceId),
+              ...(inFlight.length > 0 ? [eb('id', 'not in', inFlight)] : []),
+              ...(births ? [eb('created_at', '<', stale)] : []),
+            ]),
           ]),
         )
         .returning(['id', 'claimed_by'])
         .execute();
     } finally {
-      this.#recoveringOwn = false;
+      this.#recovering = false;
     }
     if (rows.length > 0) {
       this.#backlog = true;

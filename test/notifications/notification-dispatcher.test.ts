@@ -358,6 +358,28 @@ describe('NotificationDispatcher', () => {
     expect(speakers.map(({ receiver }) => receiver.delivered.length)).toEqual([2, 2]);
   });
 
+  it('while a birth may be committing, puts back only its own orphans older than staleAfterMs', async () => {
+    const d = newDispatcher({ pollIntervalMs: 100, staleAfterMs: 1_000 });
+    await d.start();
+    await d.settle();
+    const call = await addCall();
+    const old = await addSpeaker();
+    const recent = await addSpeaker();
+    // Claimed by this instance, not in flight here: their outcome could not be recorded.
+    const orphan = await addNotification(call, old.deviceId, old.receiver.url, 'incoming_call.ringing', { status: 'delivering', claimedBy: INSTANCE, attempts: 1 });
+    await db.updateTable('notifications').set({ created_at: new Date(Date.now() - 5_000) }).where('id', '=', orphan).execute();
+    const birth = d.birth();
+    // Written like a birth that is committing right now: it must not be sent twice.
+    const young = await addNotification(call, recent.deviceId, recent.receiver.url, 'incoming_call.ringing', { status: 'delivering', claimedBy: INSTANCE, attempts: 1 });
+    expect((await statusIs(orphan, 'delivered')).attempts).toBe(2);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await notification(young)).toMatchObject({ status: 'delivering', attempts: 1 });
+    expect(recent.receiver.requests).toHaveLength(0);
+    // Once no birth is open, a row of this instance that is not in flight is an orphan.
+    d.abandon(birth);
+    expect((await statusIs(young, 'delivered')).attempts).toBe(2);
+  });
+
   it('recovers rows left delivering by its earlier life and by a stale instance, not those of a live one', async () => {
     const now = new Date();
     await db
