@@ -155,6 +155,7 @@ export async function claimDueCalls(
       returning calls.*
     ),
     logged as (
+      -- As CallDispatcher's call.dialing entry for the process log shapes it.
       insert into event_logs (type, status, device_id, msisdn, correlation_id, details)
       select 'call.dialing', 'info', a.device_id, a.msisdn, a.correlation_id,
              jsonb_build_object('alarm_id', a.id, 'call_id', c.id, 'to', c.to_number, 'position', c.position, 'attempt', c.attempt, 'instance', ${instanceId}::text)

@@ -178,6 +178,7 @@ export class CallDispatcher {
       deadlineMarginS: CALL_DEADLINE_MARGIN_S,
     });
     this.#nextDueAt = nextDueAt;
+    // The process log's lines: the same rows the claim wrote to event_logs (keep the two alike).
     const logged = claimed.map(
       ({ call, alarm }): EventLogEntry => ({
         type: 'call.dialing',

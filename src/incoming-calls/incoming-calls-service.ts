@@ -249,6 +249,7 @@ export class IncomingCallsService {
     const now = this.deps.clock.now();
     const expiresAt = new Date(now.getTime() + this.deps.notificationTtlS * 1000);
     const inserted = await repository.insertRingingCalls(db, calls, { now, expiresAt, claimedBy: birth.claimedBy });
+    // The process log's lines: the rows insertRingingCalls wrote to event_logs (keep the two alike).
     const logged: EventLogEntry[] = [];
     for (const call of calls) {
       const announced = inserted.calls.get(call.call_id);

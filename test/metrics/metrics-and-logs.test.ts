@@ -303,6 +303,12 @@ describe('the JSON process log, grepped for a correlation id', () => {
     return rows.map((row) => row.type);
   }
   const steps = (lines: Record<string, unknown>[]) => lines.filter((line) => typeof line.step === 'string').map((line) => line.step as string);
+  /** Each step's details, as the process log has them and as the event log has them (some rows are written by SQL, the lines by the code). */
+  const stepDetails = (lines: Record<string, unknown>[]) => lines.filter((line) => typeof line.step === 'string').map((line) => [line.step, line.details]);
+  async function eventLogDetails(correlationId: string): Promise<unknown[][]> {
+    const rows = await t.database.storage.db.selectFrom('event_logs').select(['type', 'details']).where('correlation_id', '=', correlationId).orderBy('id').execute();
+    return rows.map((row) => [row.type, row.details]);
+  }
   const messages = (lines: Record<string, unknown>[]) => lines.map((line) => line.msg as string);
 
   it('shows a smoke event from request to resolved alarm, every step the event log has, and the duplicate', async () => {
@@ -340,6 +346,7 @@ describe('the JSON process log, grepped for a correlation id', () => {
     const expected = await eventLogTypes(story);
     expect(expected).toEqual(expect.arrayContaining(['event.received', 'rule.matched', 'alarm.started', 'call.queued', 'call.dialing', 'call.ringing', 'call.answered', 'call.acknowledged', 'alarm.resolved', 'call.completed', 'event.duplicate']));
     expect(steps(lines)).toEqual(expected);
+    expect(stepDetails(lines)).toEqual(await eventLogDetails(story));
     for (const line of lines) expect(line.level).toBeGreaterThanOrEqual(30);
   });
 
@@ -371,6 +378,7 @@ describe('the JSON process log, grepped for a correlation id', () => {
     expect(expected.filter((type) => type === 'notification.sent')).toHaveLength(6); // two speakers on the number: living-speaker and story-speaker
     expect(expected).toEqual(expect.arrayContaining(['incoming_call.received', 'incoming_call.answered', 'incoming_call.ended']));
     expect(steps(lines)).toEqual(expected);
+    expect(stepDetails(lines)).toEqual(await eventLogDetails(story));
     // Lines carry no secret: the speakers' signing secrets and the keys never appear in the log.
     expect(log.raw.some((line) => line.includes(kitchen.secret) || line.includes(webhookKey) || line.includes(ADMIN_KEY))).toBe(false);
   });
