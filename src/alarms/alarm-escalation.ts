@@ -142,11 +142,12 @@ export class AlarmEscalation {
     }
     return transactionWithEventLog(this.db, async (trx) => {
       const all = reports.map(() => noEffects());
-      // A run: consecutive reports of one kind of step (moving forward, ending), each of another call.
+      // A run: consecutive reports of one kind of step (moving forward, confirming, ending), each of another call.
       let run: number[] = [];
-      let runKind: 'advance' | 'end' | undefined;
+      let runKind: 'advance' | 'ack' | 'end' | undefined;
       const flush = async () => {
         if (runKind === 'advance') await this.#advance(trx, run.map((index) => reports[index] as AdvanceReport), run.map((index) => all[index]!));
+        if (runKind === 'ack') await this.#acknowledgeAll(trx, run.map((index) => reports[index]!.callId), run.map((index) => all[index]!));
         if (runKind === 'end') {
           const ends = run.map((index) => {
             const progress = reports[index] as CallProgress & { kind: 'ended' };
@@ -158,12 +159,8 @@ export class AlarmEscalation {
         runKind = undefined;
       };
       for (const [index, progress] of reports.entries()) {
-        const kind = progress.kind === 'ringing' || progress.kind === 'answered' ? 'advance' : progress.kind === 'ended' ? 'end' : undefined;
+        const kind = progress.kind === 'ringing' || progress.kind === 'answered' ? 'advance' : progress.kind === 'acknowledged' ? 'ack' : 'end';
         if (kind !== runKind || run.some((other) => reports[other]!.callId === progress.callId)) await flush();
-        if (kind === undefined) {
-          await this.#acknowledge(trx, progress.callId, all[index]!);
-          continue;
-        }
         run.push(index);
         runKind = kind;
       }
@@ -181,14 +178,25 @@ export class AlarmEscalation {
     }
   }
 
-  async #acknowledge(trx: DbOrTrx, callId: string, effects: EscalationEffects): Promise<void> {
-    const call = await repository.markAcknowledged(trx, callId);
-    if (!call) return;
-    const alarm = await repository.findAlarm(trx, call.alarm_id, { forUpdate: true });
-    if (!alarm) return;
-    await record(trx, effects, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
-    // Confirmed: the alarm is resolved now, not when the callee hangs up.
-    if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
+  /**
+   * Confirmations (1 pressed) of different calls: their calls marked in one statement, their
+   * alarms read and locked in one more, then each alarm resolved in order (a second call of an
+   * alarm in the same run reads the alarm as the first one left it).
+   */
+  async #acknowledgeAll(trx: DbOrTrx, callIds: readonly string[], effects: readonly EscalationEffects[]): Promise<void> {
+    const marked = await repository.markAcknowledged(trx, callIds);
+    const alarms = await repository.findAlarmsForUpdate(trx, [...marked.values()].map((call) => call.alarm_id));
+    const decided = new Set<string>();
+    for (const [index, callId] of callIds.entries()) {
+      const call = marked.get(callId);
+      if (!call) continue;
+      const alarm = decided.has(call.alarm_id) ? await repository.findAlarm(trx, call.alarm_id, { forUpdate: true }) : alarms.get(call.alarm_id);
+      if (!alarm) continue;
+      decided.add(alarm.id);
+      await record(trx, effects[index]!, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
+      // Confirmed: the alarm is resolved now, not when the callee hangs up.
+      if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects[index]!, call.id);
+    }
   }
 
   /**

@@ -236,15 +236,18 @@ export async function advanceCalls(
   );
 }
 
-export async function markAcknowledged(db: DbOrTrx, id: string): Promise<CallRow | undefined> {
-  return db
+/** Marks calls confirmed (1 pressed), each once, in flight or completed; returns those marked, by id. */
+export async function markAcknowledged(db: DbOrTrx, ids: readonly string[]): Promise<Map<string, CallRow>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
     .updateTable('calls')
     .set({ acknowledged: true })
-    .where('id', '=', id)
+    .where('id', 'in', [...ids])
     .where('acknowledged', '=', false)
     .where('status', 'in', [...inFlightStatuses, 'completed'])
     .returningAll()
-    .executeTakeFirst();
+    .execute();
+  return new Map(rows.map((call) => [call.id, call]));
 }
 
 export interface CallEnd {

@@ -551,8 +551,11 @@ export class NotificationDispatcher {
     const attempt = row.attempts;
     const base = this.#logBase(job);
     const details = this.#logDetails(job);
+    // The next attempt's time: its timer is set once the row is committed pending, or a pass it
+    // woke could miss the row and nothing would wake for it again before the poll.
+    let retryAt: number | undefined;
     // The row written, and the outcome counted, once the transaction commits (none: the row was no longer ours).
-    return this.deps.db.transaction().execute(async (trx): Promise<Recorded | undefined> => {
+    const recorded = await this.deps.db.transaction().execute(async (trx): Promise<Recorded | undefined> => {
       const write = async (entry: EventLogEntry, outcome: NotificationOutcome): Promise<Recorded> => {
         await appendEvent(trx, entry);
         return { entry, outcome };
@@ -568,7 +571,7 @@ export class NotificationDispatcher {
           }
           if (!(await this.#releaseClaim(trx, row.id, { status: 'pending', claimed_by: null, due_at: next, last_error: result.reason }))) return undefined;
           this.#expiryDueAt = Math.min(this.#expiryDueAt, row.expires_at.getTime());
-          this.#wakeAt(next.getTime());
+          retryAt = next.getTime();
           return write(
             {
               type: 'notification.failed',
@@ -604,6 +607,8 @@ export class NotificationDispatcher {
         }
       }
     });
+    if (recorded && retryAt !== undefined) this.#wakeAt(retryAt);
+    return recorded;
   }
 
   /** Records the outcome of a row this instance still holds; false when it no longer does (recovered elsewhere). */

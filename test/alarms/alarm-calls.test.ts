@@ -62,6 +62,25 @@ describe('a smoke alarm escalating through the mock telephony', () => {
     expect(failed.details).toMatchObject({ status: 'busy', cause: 'USER_BUSY', sip_code: 486 });
   });
 
+  it('confirmations that arrive together resolve each alarm once, with its own story', async () => {
+    const sensors = Array.from({ length: 12 }, (_, n) => `smoke-together-${n}`);
+    for (const sensor of sensors) await h.sensorWithRule(sensor, { to: [ANSWERS, NO_ACK] });
+    const alarmIds: string[] = [];
+    for (const sensor of sensors) alarmIds.push(((await h.smoke(sensor, `evt-${sensor}`)).body.alarm_ids as string[])[0]!);
+    // Dialed together, so every call rings, answers and is confirmed at the same moments.
+    await h.run(0);
+    await h.run(15_000);
+    for (const alarmId of alarmIds) {
+      const alarm = await h.alarm(alarmId);
+      expect(alarm.status).toBe('resolved');
+      expect(summary(alarm.calls)).toEqual([`${ANSWERS}#1:completed`]);
+      const log = (await h.request({ method: 'GET', url: '/api/v1/event-logs', query: { correlation_id: alarm.correlation_id as string, limit: '100' } })).json();
+      const types: string[] = log.items.map((row: { type: string }) => row.type).reverse();
+      expect(types.filter((type) => type === 'call.acknowledged' || type === 'alarm.resolved')).toEqual(['call.acknowledged', 'alarm.resolved']);
+      expect(types.indexOf('call.answered')).toBeLessThan(types.indexOf('call.acknowledged'));
+    }
+  });
+
   it('does not retry a decline, retries no-answer and unconfirmed answers, and ends exhausted', async () => {
     await h.sensorWithRule('smoke-exhaust', { to: [REJECTS, NO_ANSWER, NO_ACK, FAILS], attempts: 2, retry_delay_s: 30, ring_timeout_s: 20 });
     const alarmId = ((await h.smoke('smoke-exhaust', 'evt-exhaust-1')).body.alarm_ids as string[])[0]!;

@@ -185,6 +185,19 @@ describe('NotificationDispatcher', () => {
     expect(log.every((entry) => entry.msisdn === call.callee && entry.device_id === deviceId)).toBe(true);
   });
 
+  it('a retry due at once is attempted then, not at the next poll (its timer is set after its row commits)', async () => {
+    // No jitter: the retry falls due 1 ms after the failure, before the failure's transaction ends.
+    const d = newDispatcher({ random: () => 0 });
+    await d.start();
+    const call = await addCall();
+    const { deviceId, receiver } = await addSpeaker({ kind: 'fail', times: 3 });
+    const id = await addNotification(call, deviceId, receiver.url);
+    d.kick();
+    const row = await statusIs(id, 'delivered', 3_000);
+    expect(row.attempts).toBe(4);
+    expect(receiver.requests.map((request) => request.answered)).toEqual([503, 503, 503, 200]);
+  });
+
   it('fans out to three speakers; one that hangs delays nobody', async () => {
     const d = newDispatcher({ timeoutMs: 2_000 });
     await d.start();
