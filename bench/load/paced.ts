@@ -43,6 +43,19 @@ let errors = 0;
 let maxLagMs = 0;
 const inFlight = new Set<Promise<void>>();
 
+/** Sends one POST without waiting for it; `answered` gets its status, `failed` a transport error. */
+function send(path: string, body: string, answered: (status: number) => void, failed: () => void): void {
+  const request = pool
+    .request({ method: 'POST', path, body, headers: { 'content-type': 'application/json', 'x-api-key': options.key } })
+    .then(async (response) => {
+      await response.body.dump();
+      answered(response.statusCode);
+    })
+    .catch(failed);
+  inFlight.add(request);
+  void request.finally(() => inFlight.delete(request));
+}
+
 let start = nowMs() + 50;
 for (let n = 0; n < total; n++) {
   if (n === warmCount && warmCount > 0) {
@@ -58,15 +71,9 @@ for (let n = 0; n < total; n++) {
   }
   if (n < warmCount) {
     const { path, body } = requestFor({ ...options, idPrefix: `W${options.idPrefix}` }, n);
-    const request = pool
-      .request({ method: 'POST', path, body, headers: { 'content-type': 'application/json', 'x-api-key': options.key } })
-      .then(async (response) => {
-        await response.body.dump();
-        if (response.statusCode >= 200 && response.statusCode < 300) warm.accepted++;
-      })
-      .catch(() => {});
-    inFlight.add(request);
-    void request.finally(() => inFlight.delete(request));
+    send(path, body, (status) => {
+      if (status >= 200 && status < 300) warm.accepted++;
+    }, () => {});
     continue;
   }
   const { path, id, body } = requestFor({ ...options, offset: options.offset + warmCount }, n - warmCount);
@@ -74,19 +81,16 @@ for (let n = 0; n < total; n++) {
   maxLagMs = Math.max(maxLagMs, sentAt - due);
   const entry: [string, number, number] = [id, sentAt, 0];
   sends.push(entry);
-  const request = pool
-    .request({ method: 'POST', path, body, headers: { 'content-type': 'application/json', 'x-api-key': options.key } })
-    .then(async (response) => {
-      await response.body.dump();
-      entry[2] = response.statusCode;
+  send(
+    path,
+    body,
+    (status) => {
+      entry[2] = status;
       responseTimes.push(nowMs() - sentAt);
-      statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1;
-    })
-    .catch(() => {
-      errors++;
-    });
-  inFlight.add(request);
-  void request.finally(() => inFlight.delete(request));
+      statuses[status] = (statuses[status] ?? 0) + 1;
+    },
+    () => errors++,
+  );
 }
 await Promise.all(inFlight);
 await pool.close();

@@ -516,11 +516,11 @@ export class NotificationDispatcher {
     const given = sql.join(
       recorded.map(({ entry, latencyMs }, index) => {
         const log = eventLogRow(entry);
-        return sql`(${index}::integer, ${items[index]!.job.row.id}::uuid, ${Math.min(latencyMs!, 2_147_483_647)}::integer, ${log.device_id}::text, ${log.msisdn}::text, ${log.correlation_id}::text, ${log.details}::jsonb)`;
+        return sql`(${index}::integer, ${items[index]!.job.row.id}::uuid, ${Math.min(latencyMs!, 2_147_483_647)}::integer, ${log.type}::text, ${log.status}::text, ${log.device_id}::text, ${log.msisdn}::text, ${log.correlation_id}::text, ${log.details}::jsonb)`;
       }),
     );
     const updated = await sql<{ id: string }>`
-      with given (ord, id, latency_ms, device_id, msisdn, correlation_id, details) as (values ${given}),
+      with given (ord, id, latency_ms, type, status, device_id, msisdn, correlation_id, details) as (values ${given}),
       updated as (
         update notifications set status = 'delivered', delivered_at = ${now}, latency_ms = given.latency_ms, last_error = null
           from given
@@ -529,7 +529,7 @@ export class NotificationDispatcher {
       ),
       logged as (
         insert into event_logs (type, status, device_id, msisdn, correlation_id, details)
-        select 'notification.sent', 'ok', device_id, msisdn, correlation_id, details from given where id in (select id from updated) order by ord
+        select type, status, device_id, msisdn, correlation_id, details from given where id in (select id from updated) order by ord
       )
       select id from updated`.execute(this.deps.db);
     const ours = new Set(updated.rows.map(({ id }) => id));
