@@ -10,7 +10,7 @@ import { appendEvents, transactionWithEventLog, type EventLogEntry } from '../ev
 import type { Db, DbOrTrx } from '../storage/database.js';
 import type { CallProgress } from '../telephony/telephony.js';
 import * as repository from './alarms-repository.js';
-import type { AlarmRow, CallAlarm, CallRow } from './alarms-repository.js';
+import type { AlarmEnd, AlarmRow, CallAlarm, CallRow } from './alarms-repository.js';
 import type { CallAction } from '../rules/rule-actions.js';
 import { finalStatusOf, nextStep, type FinalCallStatus } from './escalation.js';
 
@@ -75,12 +75,6 @@ export class AlarmEscalation {
    */
   async queueFirstCalls(trx: DbOrTrx, alarms: readonly AlarmRow[]): Promise<QueuedCall[]> {
     return this.#insertCalls(trx, alarms.map((alarm) => ({ alarm, step: { position: 0, attempt: 1, delayS: 0, redialOf: null } })));
-  }
-
-  private async queueCall(trx: DbOrTrx, alarm: AlarmRow, step: CallStep, effects: EscalationEffects): Promise<CallRow> {
-    const [queued] = await this.#insertCalls(trx, [{ alarm, step }]);
-    await record(trx, effects, queued!.entry);
-    return queued!.call;
   }
 
   async #insertCalls(trx: DbOrTrx, steps: readonly { alarm: AlarmRow; step: CallStep }[]): Promise<QueuedCall[]> {
@@ -180,23 +174,22 @@ export class AlarmEscalation {
 
   /**
    * Confirmations (1 pressed) of different calls: their calls marked in one statement, their
-   * alarms read and locked in one more, then each alarm resolved in order (a second call of an
-   * alarm in the same run reads the alarm as the first one left it).
+   * alarms read and locked in one more, then each alarm resolved, all in one more statement.
    */
   async #acknowledgeAll(trx: DbOrTrx, callIds: readonly string[], effects: readonly EscalationEffects[]): Promise<void> {
     const marked = await repository.markAcknowledged(trx, callIds);
     const alarms = await repository.findAlarmsForUpdate(trx, [...marked.values()].map((call) => call.alarm_id));
-    const decided = new Set<string>();
+    const run = new Decisions();
     for (const [index, callId] of callIds.entries()) {
       const call = marked.get(callId);
       if (!call) continue;
-      const alarm = decided.has(call.alarm_id) ? await repository.findAlarm(trx, call.alarm_id, { forUpdate: true }) : alarms.get(call.alarm_id);
+      const alarm = await this.#alarmOf(trx, run, alarms, call.alarm_id);
       if (!alarm) continue;
-      decided.add(alarm.id);
-      await record(trx, effects[index]!, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
+      run.log(effects[index]!, callEntry(alarm, call, 'call.acknowledged', 'ok', {}));
       // Confirmed: the alarm is resolved now, not when the callee hangs up.
-      if (alarm.status === 'active') await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects[index]!, call.id);
+      if (alarm.status === 'active') run.end(alarm, 'resolved', `confirmed by ${call.to_number}`, effects[index]!, call.id);
     }
+    await this.#write(trx, run);
   }
 
   /**
@@ -225,7 +218,7 @@ export class AlarmEscalation {
   /**
    * Records the ends of calls (each of another call), in order: their rows in one statement, their
    * alarms read and locked in one more, then for each the decision (the next call, or the alarm's
-   * end).
+   * end), written together.
    */
   async #finishAll(trx: DbOrTrx, ends: readonly { callId: string; end: EndOfCall }[], effects: readonly EscalationEffects[]): Promise<void> {
     const now = this.clock.now();
@@ -235,22 +228,33 @@ export class AlarmEscalation {
     );
     // One read of each alarm, locked: it serves the log row and the decision.
     const alarms = await repository.findAlarmsForUpdate(trx, [...finished.values()].map((call) => call.alarm_id));
-    const decided = new Set<string>();
+    const run = new Decisions();
     for (const [index, { callId, end }] of ends.entries()) {
       const call = finished.get(callId);
       if (!call) continue; // not ours, or its end was already recorded
-      // A second call of the same alarm in this run reads the alarm as the first one left it.
-      const alarm = decided.has(call.alarm_id) ? await repository.findAlarm(trx, call.alarm_id, { forUpdate: true }) : alarms.get(call.alarm_id);
+      const alarm = await this.#alarmOf(trx, run, alarms, call.alarm_id);
       if (!alarm) continue;
-      decided.add(alarm.id);
-      await this.#decide(trx, call, alarm, end, effects[index]!);
+      this.#decide(run, call, alarm, end, effects[index]!);
     }
+    await this.#write(trx, run);
   }
 
-  async #decide(trx: DbOrTrx, call: CallRow, alarm: AlarmRow, end: EndOfCall, effects: EscalationEffects): Promise<void> {
+  /**
+   * The alarm as the run's earlier decisions left it: read with the run's alarms, or, for a second
+   * call of an alarm in the same run, read again once the decisions so far are written.
+   */
+  async #alarmOf(trx: DbOrTrx, run: Decisions, alarms: ReadonlyMap<string, AlarmRow>, alarmId: string): Promise<AlarmRow | undefined> {
+    if (!run.seen.has(alarmId)) {
+      run.seen.add(alarmId);
+      return alarms.get(alarmId);
+    }
+    await this.#write(trx, run);
+    return repository.findAlarm(trx, alarmId, { forUpdate: true });
+  }
+
+  #decide(run: Decisions, call: CallRow, alarm: AlarmRow, end: EndOfCall, effects: EscalationEffects): void {
     const type = call.status === 'completed' ? 'call.completed' : call.status === 'canceled' ? 'call.canceled' : 'call.failed';
-    await record(
-      trx,
+    run.log(
       effects,
       callEntry(alarm, call, type, call.status === 'completed' ? 'ok' : call.status === 'canceled' ? 'info' : 'failed', {
         status: call.status,
@@ -265,45 +269,126 @@ export class AlarmEscalation {
     const step = nextStep(action, { position: call.position, attempt: call.attempt, status: call.status as FinalCallStatus, acknowledged: call.acknowledged, outcomeUnknown: end.outcomeUnknown });
     switch (step.kind) {
       case 'resolved':
-        await this.endAlarm(trx, alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
+        run.end(alarm, 'resolved', `confirmed by ${call.to_number}`, effects, call.id);
         return;
       case 'exhausted':
-        await this.endAlarm(trx, alarm, 'exhausted', 'every number was tried without a confirmation', effects);
+        run.end(alarm, 'exhausted', 'every number was tried without a confirmation', effects);
         return;
       case 'call':
-        await this.queueCall(trx, alarm, { position: step.position, attempt: step.attempt, delayS: step.delayS, redialOf: step.redial ? call.id : null }, effects);
-        effects.queued = true;
+        run.queue(alarm, { position: step.position, attempt: step.attempt, delayS: step.delayS, redialOf: step.redial ? call.id : null }, effects);
         return;
       case 'none':
         return;
     }
   }
 
-  /** Ends an alarm: pending calls canceled, calls in flight hung up after the commit. */
+  /** Ends an alarm: pending calls canceled, calls in flight hung up after the commit. False when it was not active. */
   async endAlarm(
     trx: DbOrTrx,
     alarm: AlarmRow,
-    status: 'resolved' | 'exhausted' | 'canceled',
+    status: AlarmEnd['status'],
     reason: string,
     effects: EscalationEffects,
-    keepCallId?: string,
   ): Promise<boolean> {
-    const now = this.clock.now();
-    const ended = await repository.endAlarm(trx, alarm.id, status, now, reason);
-    if (!ended) return false;
-    const { canceled, inFlight } = ended;
-    effects.hangups.push(...inFlight.filter((callId) => callId !== keepCallId));
-    const entries: EventLogEntry[] = canceled.map((call) => callEntry(alarm, call, 'call.canceled', 'info', { status: 'canceled', reason: `alarm ${status}` }));
-    entries.push({
-      type: `alarm.${status}`,
-      status: status === 'resolved' ? 'ok' : status === 'exhausted' ? 'failed' : 'info',
-      deviceId: alarm.device_id,
-      msisdn: alarm.msisdn,
-      correlationId: alarm.correlation_id,
-      details: { alarm_id: alarm.id, rule_id: alarm.rule_id, reason },
+    const run = new Decisions();
+    const ending = run.end(alarm, status, reason, effects);
+    await this.#write(trx, run);
+    return ending.ended;
+  }
+
+  /**
+   * Writes a run's decisions: one statement ends its alarms (their calls not dialed yet canceled,
+   * those in flight hung up after the commit), one INSERT queues its next calls; then every
+   * report's log rows, in order. The run is empty again afterwards.
+   */
+  async #write(trx: DbOrTrx, run: Decisions): Promise<void> {
+    const { ends, calls, rows } = run.take();
+    const ended = await repository.endAlarms(
+      trx,
+      ends.map(({ alarm, status, reason }) => ({ id: alarm.id, status, reason })),
+      this.clock.now(),
+    );
+    for (const ending of ends) {
+      const { alarm, status, reason, effects, keepCallId, entries } = ending;
+      const result = ended.get(alarm.id);
+      if (!result) continue;
+      ending.ended = true;
+      effects.hangups.push(...result.inFlight.filter((callId) => callId !== keepCallId));
+      entries.push(...result.canceled.map((call) => callEntry(alarm, call, 'call.canceled', 'info', { status: 'canceled', reason: `alarm ${status}` })));
+      entries.push({
+        type: `alarm.${status}`,
+        status: status === 'resolved' ? 'ok' : status === 'exhausted' ? 'failed' : 'info',
+        deviceId: alarm.device_id,
+        msisdn: alarm.msisdn,
+        correlationId: alarm.correlation_id,
+        details: { alarm_id: alarm.id, rule_id: alarm.rule_id, reason },
+      });
+    }
+    const queued = await this.#insertCalls(trx, calls);
+    calls.forEach(({ effects, entries }, index) => {
+      entries.push(queued[index]!.entry);
+      effects.queued = true;
     });
-    await record(trx, effects, ...entries);
-    return true;
+    for (const { effects, entries } of rows) await record(trx, effects, ...entries);
+  }
+}
+
+/** An alarm a run ends; `entries` (its calls canceled, its end) are filled when it is written. */
+interface Ending {
+  alarm: AlarmRow;
+  status: AlarmEnd['status'];
+  reason: string;
+  effects: EscalationEffects;
+  /** The call that ended it, not hung up. */
+  keepCallId: string | undefined;
+  entries: EventLogEntry[];
+  ended: boolean;
+}
+
+/** A next call a run queues; `entries` (its `call.queued` row) is filled when it is written. */
+interface Queuing {
+  alarm: AlarmRow;
+  step: CallStep;
+  effects: EscalationEffects;
+  entries: EventLogEntry[];
+}
+
+/**
+ * What a run of reports decides, kept until it is written together (`AlarmEscalation.#write`):
+ * every alarm it ends by one statement and every next call by one INSERT, where each used to take
+ * its own. Each report's log rows keep their order: its call's row, then what it decided.
+ */
+class Decisions {
+  #ends: Ending[] = [];
+  #calls: Queuing[] = [];
+  #rows: { effects: EscalationEffects; entries: EventLogEntry[] }[] = [];
+  /** Alarms the run has read: a second call of one reads it again after a write. */
+  readonly seen = new Set<string>();
+
+  log(effects: EscalationEffects, ...entries: EventLogEntry[]): void {
+    this.#rows.push({ effects, entries });
+  }
+
+  end(alarm: AlarmRow, status: AlarmEnd['status'], reason: string, effects: EscalationEffects, keepCallId?: string): Ending {
+    const ending: Ending = { alarm, status, reason, effects, keepCallId, entries: [], ended: false };
+    this.#ends.push(ending);
+    this.#rows.push({ effects, entries: ending.entries });
+    return ending;
+  }
+
+  queue(alarm: AlarmRow, step: CallStep, effects: EscalationEffects): void {
+    const queuing: Queuing = { alarm, step, effects, entries: [] };
+    this.#calls.push(queuing);
+    this.#rows.push({ effects, entries: queuing.entries });
+  }
+
+  /** The decisions so far; the run starts over (what it has seen stays seen). */
+  take(): { ends: Ending[]; calls: Queuing[]; rows: { effects: EscalationEffects; entries: EventLogEntry[] }[] } {
+    const taken = { ends: this.#ends, calls: this.#calls, rows: this.#rows };
+    this.#ends = [];
+    this.#calls = [];
+    this.#rows = [];
+    return taken;
   }
 }
 

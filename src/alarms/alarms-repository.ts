@@ -73,34 +73,38 @@ export async function activeAlarmsOfDevices(db: DbOrTrx, deviceIds: readonly str
     .execute();
 }
 
+/** An alarm to end, and how. */
+export interface AlarmEnd {
+  id: string;
+  status: 'resolved' | 'exhausted' | 'canceled';
+  reason: string;
+}
+
 /**
- * Ends an active alarm and cancels its calls not dialed yet, in one statement; returns the calls
- * canceled and the ids of those in flight (to hang up), or undefined when the alarm was not active.
+ * Ends active alarms and cancels their calls not dialed yet, in one statement whatever their
+ * number; returns, by alarm id, the calls canceled and the ids of those in flight (to hang up).
+ * An alarm that was not active is left out. Each alarm at most once.
  */
-export async function endAlarm(
-  db: DbOrTrx,
-  id: string,
-  status: 'resolved' | 'exhausted' | 'canceled',
-  at: Date,
-  reason: string,
-): Promise<{ canceled: CallRow[]; inFlight: string[] } | undefined> {
-  const result = await sql<{ ended: boolean; canceled: CallRow[] | null; in_flight: string[] | null }>`
+export async function endAlarms(db: DbOrTrx, ends: readonly AlarmEnd[], at: Date): Promise<Map<string, { canceled: CallRow[]; inFlight: string[] }>> {
+  if (ends.length === 0) return new Map();
+  const given = sql.join(ends.map((end) => sql`(${end.id}::uuid, ${end.status}::text, ${end.reason}::text)`));
+  const result = await sql<{ id: string; canceled: CallRow[] | null; in_flight: string[] | null }>`
     with ended as (
-      update alarms set status = ${status}, ended_at = ${at}, end_reason = ${reason}
-       where id = ${id} and status = 'active'
-       returning id
+      update alarms set status = given.status, ended_at = ${at}, end_reason = given.reason
+        from (values ${given}) as given (id, status, reason)
+       where alarms.id = given.id and alarms.status = 'active'
+       returning alarms.id
     ), canceled as (
       update calls set status = 'canceled', ended_at = ${at}
        where alarm_id in (select id from ended) and status = 'queued'
        returning calls.*
     )
-    select exists (select 1 from ended) as ended,
-      (select json_agg(canceled order by canceled.seq) from canceled) as canceled,
+    select ended.id,
+      (select json_agg(canceled order by canceled.seq) from canceled where canceled.alarm_id = ended.id) as canceled,
       (select array_agg(calls.id::text) from calls
-        where calls.alarm_id in (select id from ended) and calls.status in (${sql.join(inFlightStatuses)})) as in_flight`.execute(db);
-  const row = result.rows[0]!;
-  if (!row.ended) return undefined;
-  return { canceled: (row.canceled ?? []).map(callFromJson), inFlight: row.in_flight ?? [] };
+        where calls.alarm_id = ended.id and calls.status in (${sql.join(inFlightStatuses)})) as in_flight
+      from ended`.execute(db);
+  return new Map(result.rows.map((row) => [row.id, { canceled: (row.canceled ?? []).map(callFromJson), inFlight: row.in_flight ?? [] }]));
 }
 
 /** A call row read back from JSON (timestamps are strings there). */

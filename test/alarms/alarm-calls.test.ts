@@ -81,6 +81,39 @@ describe('a smoke alarm escalating through the mock telephony', () => {
     }
   });
 
+  it('calls that end together each decide their own alarm: the next call queued, or the alarm exhausted', async () => {
+    const retrying = Array.from({ length: 6 }, (_, n) => `smoke-busy-together-${n}`);
+    const declined = Array.from({ length: 6 }, (_, n) => `smoke-declined-together-${n}`);
+    for (const sensor of retrying) await h.sensorWithRule(sensor, { to: [BUSY, ANSWERS], attempts: 1 });
+    for (const sensor of declined) await h.sensorWithRule(sensor, { to: [REJECTS], attempts: 1 });
+    const alarmOf = new Map<string, string>();
+    for (const sensor of [...retrying, ...declined]) alarmOf.set(sensor, ((await h.smoke(sensor, `evt-${sensor}`)).body.alarm_ids as string[])[0]!);
+    // Dialed together: the busy calls end at the same moment, and so do the declined ones.
+    await h.run(0);
+    await h.run(20_000);
+    const story = async (correlationId: string) => {
+      const log = (await h.request({ method: 'GET', url: '/api/v1/event-logs', query: { correlation_id: correlationId, limit: '100' } })).json();
+      return log.items.reverse() as { type: string; details: Record<string, unknown> }[];
+    };
+    for (const sensor of retrying) {
+      const alarm = await h.alarm(alarmOf.get(sensor)!);
+      expect(alarm.status).toBe('resolved');
+      expect(summary(alarm.calls)).toEqual([`${BUSY}#1:busy`, `${ANSWERS}#1:completed`]);
+      const rows = await story(alarm.correlation_id as string);
+      const failed = rows.findIndex((row) => row.type === 'call.failed');
+      // The busy call's end, then the next call it queued: this alarm's own, not a neighbour's.
+      expect(rows[failed + 1]).toMatchObject({ type: 'call.queued', details: { alarm_id: alarm.id, to: ANSWERS, position: 1 } });
+      expect(rows.filter((row) => row.type === 'call.queued')).toHaveLength(2);
+    }
+    for (const sensor of declined) {
+      const alarm = await h.alarm(alarmOf.get(sensor)!);
+      expect(alarm.status).toBe('exhausted');
+      expect(summary(alarm.calls)).toEqual([`${REJECTS}#1:rejected`]);
+      const types = (await story(alarm.correlation_id as string)).map((row) => row.type);
+      expect(types.slice(-2)).toEqual(['call.failed', 'alarm.exhausted']);
+    }
+  });
+
   it('does not retry a decline, retries no-answer and unconfirmed answers, and ends exhausted', async () => {
     await h.sensorWithRule('smoke-exhaust', { to: [REJECTS, NO_ANSWER, NO_ACK, FAILS], attempts: 2, retry_delay_s: 30, ring_timeout_s: 20 });
     const alarmId = ((await h.smoke('smoke-exhaust', 'evt-exhaust-1')).body.alarm_ids as string[])[0]!;
