@@ -47,12 +47,6 @@ interface EndOfCall {
 
 type AdvanceReport = CallProgress & { kind: 'ringing' | 'answered' };
 
-/** A call just queued, and its log row. */
-export interface QueuedCall {
-  call: CallRow;
-  entry: EventLogEntry;
-}
-
 export function noEffects(): EscalationEffects {
   return { hangups: [], queued: false, logged: [] };
 }
@@ -70,50 +64,27 @@ export class AlarmEscalation {
   ) {}
 
   /**
-   * Queues the first call of each new alarm (in the caller's transaction) with one INSERT; returns
-   * each call with its `call.queued` log row, for the caller to write in its story's order.
+   * Starts alarms (each unless its rule has an active one for its device) with their first calls,
+   * in the caller's transaction, by one statement; returns each alarm started with its first
+   * call's `call.queued` log row, for the caller to write in its story's order.
    */
-  async queueFirstCalls(trx: DbOrTrx, alarms: readonly AlarmRow[]): Promise<QueuedCall[]> {
-    return this.#insertCalls(trx, alarms.map((alarm) => ({ alarm, step: { position: 0, attempt: 1, delayS: 0, redialOf: null } })));
+  async startAlarms(trx: DbOrTrx, starting: readonly { row: repository.NewAlarmRow; action: CallAction }[]): Promise<{ alarm: AlarmRow; queued: EventLogEntry }[]> {
+    const now = this.clock.now();
+    const first: CallStep = { position: 0, attempt: 1, delayS: 0, redialOf: null };
+    const calls = new Map(starting.map(({ row, action }) => [row.id, callRow(row.id, row.correlation_id, action, first, now)]));
+    const started = await repository.insertAlarmsWithFirstCalls(
+      trx,
+      starting.map(({ row }) => row),
+      [...calls.values()],
+    );
+    return started.map((alarm) => ({ alarm, queued: queuedEntry(alarm, calls.get(alarm.id)!, first) }));
   }
 
-  async #insertCalls(trx: DbOrTrx, steps: readonly { alarm: AlarmRow; step: CallStep }[]): Promise<QueuedCall[]> {
+  async #insertCalls(trx: DbOrTrx, steps: readonly { alarm: AlarmRow; step: CallStep }[]): Promise<EventLogEntry[]> {
     const now = this.clock.now();
-    const calls = await repository.insertCalls(
-      trx,
-      steps.map(({ alarm, step }) => ({
-        id: randomUUID(),
-        alarm_id: alarm.id,
-        position: step.position,
-        attempt: step.attempt,
-        to_number: (alarm.action as unknown as CallAction).to[step.position]!,
-        status: 'queued',
-        due_at: new Date(now.getTime() + step.delayS * 1000),
-        queued_at: now,
-        correlation_id: alarm.correlation_id,
-        redial_of: step.redialOf,
-      })),
-    );
-    return calls.map((call, index) => {
-      const { alarm, step } = steps[index]!;
-      const entry: EventLogEntry = {
-        type: 'call.queued',
-        status: 'info',
-        deviceId: alarm.device_id,
-        msisdn: alarm.msisdn,
-        correlationId: alarm.correlation_id,
-        details: {
-          alarm_id: alarm.id,
-          call_id: call.id,
-          to: call.to_number,
-          position: call.position,
-          attempt: call.attempt,
-          due_at: call.due_at.toISOString(),
-          ...(step.redialOf ? { redial_of: step.redialOf } : {}),
-        },
-      };
-      return { call, entry };
-    });
+    const rows = steps.map(({ alarm, step }) => callRow(alarm.id, alarm.correlation_id, alarm.action as unknown as CallAction, step, now));
+    await repository.insertCalls(trx, rows);
+    return rows.map((row, index) => queuedEntry(steps[index]!.alarm, row, steps[index]!.step));
   }
 
   /**
@@ -326,7 +297,7 @@ export class AlarmEscalation {
     }
     const queued = await this.#insertCalls(trx, calls);
     calls.forEach(({ effects, entries }, index) => {
-      entries.push(queued[index]!.entry);
+      entries.push(queued[index]!);
       effects.queued = true;
     });
     for (const { effects, entries } of rows) await record(trx, effects, ...entries);
@@ -390,6 +361,42 @@ class Decisions {
     this.#rows = [];
     return taken;
   }
+}
+
+/** A call row to queue: the number at the step's position of the alarm's escalation list. */
+function callRow(alarmId: string, correlationId: string, action: CallAction, step: CallStep, now: Date): repository.NewCallRow & { id: string; due_at: Date } {
+  return {
+    id: randomUUID(),
+    alarm_id: alarmId,
+    position: step.position,
+    attempt: step.attempt,
+    to_number: action.to[step.position]!,
+    status: 'queued',
+    due_at: new Date(now.getTime() + step.delayS * 1000),
+    queued_at: now,
+    correlation_id: correlationId,
+    redial_of: step.redialOf,
+  };
+}
+
+/** A queued call's `call.queued` row. */
+function queuedEntry(alarm: CallAlarm, call: ReturnType<typeof callRow>, step: CallStep): EventLogEntry {
+  return {
+    type: 'call.queued',
+    status: 'info',
+    deviceId: alarm.device_id,
+    msisdn: alarm.msisdn,
+    correlationId: alarm.correlation_id,
+    details: {
+      alarm_id: alarm.id,
+      call_id: call.id,
+      to: call.to_number,
+      position: call.position,
+      attempt: call.attempt,
+      due_at: call.due_at.toISOString(),
+      ...(step.redialOf ? { redial_of: step.redialOf } : {}),
+    },
+  };
 }
 
 function callEntry(alarm: CallAlarm, call: CallRow, type: string, status: EventLogEntry['status'], extra: Record<string, unknown>): EventLogEntry {

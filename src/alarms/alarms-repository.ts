@@ -9,39 +9,41 @@ export type AlarmRow = Selectable<Database['alarms']>;
 export type CallRow = Selectable<Database['calls']>;
 export type NewCallRow = Insertable<Database['calls']>;
 
-/**
- * Inserts the alarms, each unless its rule already has an active one for its device; returns the
- * ones inserted. The rows must name distinct (rule, device) pairs.
- */
-export async function insertAlarmsIfNoneActive(db: DbOrTrx, rows: Insertable<Database['alarms']>[]): Promise<AlarmRow[]> {
-  if (rows.length === 0) return [];
-  return db
-    .insertInto('alarms')
-    .values(rows)
-    .onConflict((conflict) => conflict.columns(['rule_id', 'device_id']).where('status', '=', 'active').doNothing())
-    .returningAll()
-    .execute();
-}
-
-export type AlarmState = Pick<AlarmRow, 'id' | 'status' | 'started_at' | 'rule_id' | 'device_id'>;
+export type NewAlarmRow = Insertable<Database['alarms']> & { id: string };
 
 /**
- * For each (rule, device) pair: the active alarm if there is one (at most one can be), else the
- * latest one (for the cooldown). One query for all the pairs, each an index lookup; pairs with no
- * alarm are absent.
+ * Inserts the alarms, each unless its rule already has an active one for its device, and the first
+ * call of each one inserted, in one statement; returns the alarms inserted. The alarms must name
+ * distinct (rule, device) pairs; each call names its alarm.
  */
-export async function currentOrLatestAlarms(db: DbOrTrx, pairs: readonly { ruleId: number; deviceId: string }[]): Promise<AlarmState[]> {
-  if (pairs.length === 0) return [];
-  const keys = sql.join(pairs.map((pair) => sql`(${pair.ruleId}::bigint, ${pair.deviceId}::text)`));
-  const result = await sql<AlarmState>`
-    select latest.id, latest.status, latest.started_at, latest.rule_id, latest.device_id
-      from (values ${keys}) as pair (rule_id, device_id)
-      cross join lateral (
-        select id, status, started_at, rule_id, device_id from alarms
-         where alarms.rule_id = pair.rule_id and alarms.device_id = pair.device_id
-         order by status = 'active' desc, started_at desc
-         limit 1
-      ) as latest`.execute(db);
+export async function insertAlarmsWithFirstCalls(db: DbOrTrx, alarms: readonly NewAlarmRow[], calls: readonly NewCallRow[]): Promise<AlarmRow[]> {
+  if (alarms.length === 0) return [];
+  const alarmRows = sql.join(
+    alarms.map(
+      (alarm) =>
+        sql`(${alarm.id}::uuid, ${alarm.rule_id}::bigint, ${alarm.device_id}::text, ${alarm.msisdn ?? null}::text, ${alarm.event_id}::text, ${alarm.event_type}::text,
+             ${alarm.status}::text, ${alarm.action}::jsonb, ${alarm.correlation_id}::text, ${alarm.started_at}::timestamptz)`,
+    ),
+  );
+  const callRows = sql.join(
+    calls.map(
+      (call) =>
+        sql`(${call.id}::uuid, ${call.alarm_id}::uuid, ${call.position}::integer, ${call.attempt}::integer, ${call.to_number}::text, ${call.status}::text,
+             ${call.due_at}::timestamptz, ${call.queued_at}::timestamptz, ${call.correlation_id}::text, ${call.redial_of ?? null}::uuid)`,
+    ),
+  );
+  const result = await sql<AlarmRow>`
+    with started as (
+      insert into alarms (id, rule_id, device_id, msisdn, event_id, event_type, status, action, correlation_id, started_at)
+      values ${alarmRows}
+      on conflict (rule_id, device_id) where status = 'active' do nothing
+      returning *
+    ), queued as (
+      insert into calls (id, alarm_id, position, attempt, to_number, status, due_at, queued_at, correlation_id, redial_of)
+      select given.* from (values ${callRows}) as given (id, alarm_id, position, attempt, to_number, status, due_at, queued_at, correlation_id, redial_of)
+       where given.alarm_id in (select id from started)
+    )
+    select * from started`.execute(db);
   return result.rows;
 }
 
@@ -122,12 +124,10 @@ function callFromJson(json: CallRow): CallRow {
   };
 }
 
-/** Inserts the calls; returns them in the order given. */
-export async function insertCalls(db: DbOrTrx, rows: NewCallRow[]): Promise<CallRow[]> {
-  if (rows.length === 0) return [];
-  const inserted = await db.insertInto('calls').values(rows).returningAll().execute();
-  const byId = new Map(inserted.map((call) => [call.id, call]));
-  return rows.map((row) => byId.get(row.id)!);
+/** Inserts the calls. */
+export async function insertCalls(db: DbOrTrx, rows: readonly NewCallRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db.insertInto('calls').values([...rows]).execute();
 }
 
 /** A call claimed for dialing, with what placing it and its log row need of its alarm. */

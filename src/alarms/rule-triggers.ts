@@ -5,16 +5,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../clock/clock.js';
-import type { Insertable } from 'kysely';
 import type { EventLogEntry, Trace } from '../event-log/event-log.js';
-import type { RuleAction, RuleActionType } from '../rules/rule-actions.js';
+import type { CallAction, RuleActionType } from '../rules/rule-actions.js';
+import type { RuleMatch } from '../rules/rules-repository.js';
 import type { DbOrTrx } from '../storage/database.js';
-import type { Database, DeviceRow, RuleRow } from '../storage/schema.js';
+import type { DeviceRow, RuleRow } from '../storage/schema.js';
 import type { AlarmEscalation } from './alarm-escalation.js';
-import * as repository from './alarms-repository.js';
+import type { NewAlarmRow } from './alarms-repository.js';
 
 export interface TriggerContext {
   rule: RuleRow;
+  /** The rule's active alarm for the device, else its latest (read with the rule: `findMatches`). */
+  latestAlarm: RuleMatch['latestAlarm'];
   device: DeviceRow;
   event: { eventId: string; eventType: string };
   trace: Trace;
@@ -34,28 +36,24 @@ export interface RuleTrigger {
   triggerAll(trx: DbOrTrx, contexts: readonly TriggerContext[]): Promise<TriggerOutcome[]>;
 }
 
-const pairKey = (ruleId: number, deviceId: string) => `${ruleId} ${deviceId}`;
-
 /**
  * The `call` action: an alarm with its own id, and its first call queued in the same transaction,
- * unless the rule's alarm for the device is active or in its cooldown. A batch costs three
- * statements whatever its size: the alarms' state, the new alarms, their first calls.
+ * unless the rule's alarm for the device is active or in its cooldown. A batch costs one
+ * statement whatever its size: the new alarms with their first calls.
  */
 export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrigger {
   return {
     async triggerAll(trx, contexts) {
       const now = clock.now();
-      const known = await repository.currentOrLatestAlarms(trx, contexts.map(({ rule, device }) => ({ ruleId: rule.id, deviceId: device.device_id })));
-      const latestOf = new Map(known.map((alarm) => [pairKey(alarm.rule_id, alarm.device_id), alarm]));
       const outcomes = new Array<TriggerOutcome>(contexts.length);
-      const starting: { index: number; row: Insertable<Database['alarms']> & { id: string } }[] = [];
-      contexts.forEach(({ rule, device, event, trace }, index) => {
-        const latest = latestOf.get(pairKey(rule.id, device.device_id));
+      const starting: { index: number; row: NewAlarmRow; action: CallAction }[] = [];
+      contexts.forEach(({ rule, latestAlarm: latest, device, event, trace }, index) => {
         if (latest?.status === 'active') outcomes[index] = { outcome: 'suppressed', reason: 'active_alarm', alarmId: latest.id };
-        else if (latest && now.getTime() - latest.started_at.getTime() < rule.cooldown_s * 1000) outcomes[index] = { outcome: 'suppressed', reason: 'cooldown' };
+        else if (latest && now.getTime() - latest.startedAt.getTime() < rule.cooldown_s * 1000) outcomes[index] = { outcome: 'suppressed', reason: 'cooldown' };
         else {
           starting.push({
             index,
+            action: rule.action as unknown as CallAction,
             row: {
               id: randomUUID(),
               rule_id: rule.id,
@@ -71,17 +69,15 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
           });
         }
       });
-      const inserted = new Map((await repository.insertAlarmsIfNoneActive(trx, starting.map(({ row }) => row))).map((alarm) => [alarm.id, alarm]));
-      const started = starting.filter(({ row }) => inserted.has(row.id));
-      const queued = await escalation.queueFirstCalls(trx, started.map(({ row }) => inserted.get(row.id)!));
-      const firstCallOf = new Map(queued.map((each) => [each.call.alarm_id, each.entry]));
-      for (const { index, row } of starting) {
-        const alarm = inserted.get(row.id);
+      const started = new Map((await escalation.startAlarms(trx, starting)).map((each) => [each.alarm.id, each]));
+      for (const { index, row, action } of starting) {
+        const start = started.get(row.id);
         // Another event (on another instance) started one a moment ago.
-        if (!alarm) {
+        if (!start) {
           outcomes[index] = { outcome: 'suppressed', reason: 'active_alarm' };
           continue;
         }
+        const { alarm, queued } = start;
         const { rule, device, event, trace } = contexts[index]!;
         const startedEntry: EventLogEntry = {
           type: 'alarm.started',
@@ -90,9 +86,9 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
           msisdn: device.msisdn,
           correlationId: trace.correlationId,
           requestId: trace.requestId,
-          details: { alarm_id: alarm.id, rule_id: rule.id, event_id: event.eventId, to: (rule.action as unknown as RuleAction).to },
+          details: { alarm_id: alarm.id, rule_id: rule.id, event_id: event.eventId, to: action.to },
         };
-        outcomes[index] = { outcome: 'started', alarmId: alarm.id, logged: [startedEntry, firstCallOf.get(alarm.id)!] };
+        outcomes[index] = { outcome: 'started', alarmId: alarm.id, logged: [startedEntry, queued] };
       }
       return outcomes;
     },

@@ -1,5 +1,6 @@
 /** SQL of device events and signed webhook messages; each function writes a whole intake batch. */
 import { sql, type Insertable, type Selectable } from 'kysely';
+import { appendEvents, eventLogInsert, type EventLogEntry } from '../event-log/event-log.js';
 import type { DbOrTrx } from '../storage/database.js';
 import type { Database } from '../storage/schema.js';
 
@@ -23,11 +24,22 @@ export async function findEvents(db: DbOrTrx, eventIds: readonly string[]): Prom
   return new Map(rows.map((row) => [row.event_id, row]));
 }
 
-/** Writes each event's outcome (returned to a later duplicate) with one UPDATE ... FROM VALUES. */
-export async function recordOutcomes(db: DbOrTrx, outcomes: readonly { eventId: string; matchedRules: number; outcome: object }[]): Promise<void> {
-  if (outcomes.length === 0) return;
+/**
+ * Writes each event's outcome (returned to a later duplicate) with one UPDATE ... FROM VALUES, and
+ * the log rows given by the same statement.
+ */
+export async function recordOutcomes(
+  db: DbOrTrx,
+  outcomes: readonly { eventId: string; matchedRules: number; outcome: object }[],
+  logged: readonly EventLogEntry[],
+): Promise<void> {
+  if (outcomes.length === 0) {
+    await appendEvents(db, [...logged]);
+    return;
+  }
   const rows = sql.join(outcomes.map((each) => sql`(${each.eventId}::text, ${each.matchedRules}::integer, ${JSON.stringify(each.outcome)}::jsonb)`));
-  await sql`update device_events as event set matched_rules = given.matched_rules, outcome = given.outcome
+  const withLog = logged.length > 0 ? sql`with logged as (${eventLogInsert(logged)}) ` : sql``;
+  await sql`${withLog}update device_events as event set matched_rules = given.matched_rules, outcome = given.outcome
     from (values ${rows}) as given (event_id, matched_rules, outcome)
     where event.event_id = given.event_id`.execute(db);
 }

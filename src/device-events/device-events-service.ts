@@ -15,12 +15,12 @@ import type { RuleTriggers, TriggerContext, TriggerOutcome } from '../alarms/rul
 import type { Clock } from '../clock/clock.js';
 import { deviceTypes, type DeviceType, type DeviceTypeSpec } from '../devices/device-types.js';
 import { findDevices } from '../devices/devices-repository.js';
-import { transactionWithEventLog, type EventLogEntry, type StepLogger, type Trace } from '../event-log/event-log.js';
+import { takeHeldEntries, transactionWithEventLog, type EventLogEntry, type StepLogger, type Trace } from '../event-log/event-log.js';
 import type { DeviceEventOutcome, GatewayMetrics } from '../metrics/metrics.js';
 import { ApiProblem, invalidField } from '../http/problems.js';
 import { parseTimestampParameter } from '../http/schemas.js';
 import type { RuleActionType } from '../rules/rule-actions.js';
-import { rulesOf, type MatchableEvent } from '../rules/rules-repository.js';
+import type { MatchableEvent, RuleMatch } from '../rules/rules-repository.js';
 import type { RulesService } from '../rules/rules-service.js';
 import type { Db, DbOrTrx } from '../storage/database.js';
 import { GroupCommit, type ItemOutcome } from '../storage/group-commit.js';
@@ -213,9 +213,11 @@ export class DeviceEventsService {
         outcomes[story.index] = { value: { ...story.outcome, status: 'accepted', correlationId: story.trace.correlationId } };
         counted[story.index] = 'accepted';
       }
+      // The batch's log rows go with the outcomes: one statement for both.
       await recordOutcomes(
         trx,
         fresh.map(({ outcome }) => ({ eventId: outcome.event_id, matchedRules: outcome.matched_rules, outcome })),
+        takeHeldEntries(trx),
       );
     });
 
@@ -291,18 +293,21 @@ export class DeviceEventsService {
       if (!story.device.enabled) log(story, 'event.ignored', 'suppressed', { event_id: story.input.event_id, reason: 'device disabled' });
     }
     const matching = stories.filter((story) => story.device.enabled);
-    const matchable = ({ input, device }: Story): MatchableEvent => ({ eventType: input.event_type, deviceId: device.device_id, msisdn: device.msisdn });
-    const rules = await this.deps.rules.findMatchingAny(trx, matching.map(matchable));
-    const matches = matching.map((story) => ({ story, rules: rulesOf(rules, matchable(story)) }));
+    const found = await this.deps.rules.findMatches(
+      trx,
+      matching.map(({ input, device }): MatchableEvent => ({ eventType: input.event_type, deviceId: device.device_id, msisdn: device.msisdn })),
+    );
+    const matches = matching.map((story) => ({ story, matched: [] as RuleMatch[] }));
+    for (const match of found) matches[match.event]!.matched.push(match);
 
     // Every (event, rule) match, triggered together per action type.
     const triggered = new Map<string, TriggerOutcome>();
     const matchKey = (story: Story, rule: RuleRow) => `${story.index} ${rule.id}`;
     const byAction = new Map<RuleActionType, { key: string; context: TriggerContext }[]>();
-    for (const { story, rules: own } of matches) {
-      for (const rule of own) {
+    for (const { story, matched } of matches) {
+      for (const { rule, latestAlarm } of matched) {
         const type = (rule.action as { type: RuleActionType }).type;
-        const context: TriggerContext = { rule, device: story.device, event: { eventId: story.input.event_id, eventType: story.input.event_type }, trace: story.trace };
+        const context: TriggerContext = { rule, latestAlarm, device: story.device, event: { eventId: story.input.event_id, eventType: story.input.event_type }, trace: story.trace };
         byAction.set(type, [...(byAction.get(type) ?? []), { key: matchKey(story, rule), context }]);
       }
     }
@@ -315,10 +320,10 @@ export class DeviceEventsService {
     }
 
     // Each event's story in the order one event alone would tell it.
-    for (const { story, rules: own } of matches) {
+    for (const { story, matched } of matches) {
       const { input, outcome } = story;
-      outcome.matched_rules = own.length;
-      for (const rule of own) {
+      outcome.matched_rules = matched.length;
+      for (const { rule } of matched) {
         log(story, 'rule.matched', 'ok', { event_id: input.event_id, rule_id: rule.id, rule_name: rule.name });
         const result = triggered.get(matchKey(story, rule))!;
         if (result.outcome === 'started') {
@@ -330,7 +335,7 @@ export class DeviceEventsService {
           log(story, 'rule.suppressed', 'suppressed', { event_id: input.event_id, rule_id: rule.id, reason: result.reason, ...(result.alarmId ? { alarm_id: result.alarmId } : {}) });
         }
       }
-      if (own.length === 0) log(story, 'event.no_rules', 'info', { event_id: input.event_id });
+      if (matched.length === 0) log(story, 'event.no_rules', 'info', { event_id: input.event_id });
     }
   }
 

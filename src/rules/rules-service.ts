@@ -10,7 +10,7 @@ import { describeAction, normalizeAction, storedAction, type ActionHelpers, type
 import * as repository from './rules-repository.js';
 import { DEFAULT_COOLDOWN_S, type CreateRuleBody, type RuleListQuery, type UpdateRuleBody } from './rules-schemas.js';
 
-import type { MatchableEvent } from './rules-repository.js';
+import type { MatchableEvent, RuleMatch } from './rules-repository.js';
 
 export function presentRule(row: RuleRow) {
   return {
@@ -155,12 +155,12 @@ export class RulesService {
   }
 
   /**
-   * The enabled rules events trigger: their event type, and the device itself or the number it
-   * is bound to; in id order, for a whole intake batch (`rulesOf` picks one event's). `db` is the
-   * caller's transaction (the webhook intake's).
+   * The enabled rules each event triggers, with each rule's alarm state for the event's device
+   * (see `findMatches`), for a whole intake batch. `db` is the caller's transaction (the webhook
+   * intake's).
    */
-  async findMatchingAny(db: DbOrTrx, events: readonly MatchableEvent[]): Promise<RuleRow[]> {
-    return repository.findRulesMatchingAny(db, events);
+  async findMatches(db: DbOrTrx, events: readonly MatchableEvent[]): Promise<RuleMatch[]> {
+    return repository.findMatches(db, events);
   }
 
   private normalizeAction(input: RuleActionInput) {

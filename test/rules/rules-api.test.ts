@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, createTestApp, type TestApp } from '../support/app.js';
-import { rulesOf, type MatchableEvent } from '../../src/rules/rules-repository.js';
+import type { MatchableEvent } from '../../src/rules/rules-repository.js';
 import type { DbOrTrx } from '../../src/storage/database.js';
 
 let t: TestApp;
@@ -440,8 +440,8 @@ describe('RulesService.findMatching', () => {
 
   /** Each event's rules, from one query for all of them (as the intake asks for a batch). */
   const matchingEach = async (db: DbOrTrx, events: MatchableEvent[]) => {
-    const rows = await t.app.services.rules.findMatchingAny(db, events);
-    return events.map((event) => rulesOf(rows, event).map((row) => row.name));
+    const matches = await t.app.services.rules.findMatches(db, events);
+    return events.map((_, index) => matches.filter((match) => match.event === index).map((match) => match.rule.name));
   };
   const matching = async (eventType: string, deviceId: string, msisdn = number) =>
     (await matchingEach(t.database.storage.db, [{ eventType, deviceId, msisdn }]))[0];
@@ -468,8 +468,8 @@ describe('RulesService.findMatching', () => {
   });
 
   it('returns rows with the stored action and follows changes made through the API', async () => {
-    const rows = await t.app.services.rules.findMatchingAny(t.database.storage.db, [{ eventType: 'smoke', deviceId: 'match-b', msisdn: number }]);
-    expect(rows[0]!.action).toMatchObject({ type: 'call', to: ['+79161112233'], attempts: 2 });
+    const matches = await t.app.services.rules.findMatches(t.database.storage.db, [{ eventType: 'smoke', deviceId: 'match-b', msisdn: number }]);
+    expect(matches[0]!.rule.action).toMatchObject({ type: 'call', to: ['+79161112233'], attempts: 2 });
     await t.request({ method: 'PATCH', url: `/api/v1/rules/${ids['by-number']}`, payload: { enabled: false } });
     await t.request({ method: 'PATCH', url: `/api/v1/rules/${ids['by-device-a-disabled']}`, payload: { enabled: true } });
     expect(await matching('smoke', 'match-a')).toEqual(['by-device-a', 'by-device-a-disabled']);
