@@ -103,8 +103,11 @@ export async function endAlarms(db: DbOrTrx, ends: readonly AlarmEnd[], at: Date
     )
     select ended.id,
       (select json_agg(canceled order by canceled.seq) from canceled where canceled.alarm_id = ended.id) as canceled,
-      (select array_agg(calls.id::text) from calls
-        where calls.alarm_id = ended.id and calls.status in (${sql.join(inFlightStatuses)})) as in_flight
+      -- An alarm has a few calls: read them by alarm and filter here. The status in WHERE led the
+      -- planner to AND in the in-flight index, which under load holds every call's dead entries
+      -- (20,000 read per alarm in a quick S1: 0.4 ms each).
+      (select array_agg(calls.id::text) filter (where calls.status in (${sql.join(inFlightStatuses)})) from calls
+        where calls.alarm_id = ended.id) as in_flight
       from ended`.execute(db);
   return new Map(result.rows.map((row) => [row.id, { canceled: (row.canceled ?? []).map(callFromJson), inFlight: row.in_flight ?? [] }]));
 }
