@@ -16,7 +16,9 @@ export interface BenchGateway {
 }
 
 export async function startBenchGateway(env: Record<string, string>, options: { cpuProfileDir?: string | undefined } = {}): Promise<BenchGateway> {
-  const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  // BENCH_GATEWAY_NODE_ARGS: V8 or Node flags for the gateway alone, to try them (S7's memory, say).
+  const extra = process.env.BENCH_GATEWAY_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const nodeArgs = [...extra, ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [])];
   const child = spawn(process.execPath, [...nodeArgs, cli, 'serve'], {
     cwd: repoRoot,
     env: withoutEmpty({
