@@ -5,9 +5,11 @@
  *
  * Events are written by group commit (src/storage/group-commit.ts): the events that arrive while
  * earlier ones are being written go together into the next transaction, each step one multi-row
- * statement for all of them (about a dozen statements for up to a hundred events, where one event
- * alone took ten). Each event is answered after that commit, with its own outcome; a batch holds
- * one event per device, so events of one device are still taken one after the other.
+ * statement for all of them. A batch of smoke events, up to a hundred, is seven round trips: the
+ * devices, BEGIN, the events, the rule matches with their alarm states, the new alarms with their
+ * first calls, the log rows with the outcomes, COMMIT (signed messages, duplicates and clearing
+ * events add one each). Each event is answered after that commit, with its own outcome; a batch
+ * holds one event per device, so events of one device are still taken one after the other.
  */
 import { noEffects, record, type AlarmEscalation, type EscalationEffects } from '../alarms/alarm-escalation.js';
 import * as alarms from '../alarms/alarms-repository.js';
@@ -287,7 +289,7 @@ export class DeviceEventsService {
     }
   }
 
-  /** Matches the events' rules (one query) and triggers them, by action type (a few statements each). */
+  /** Matches the events' rules with their alarm states (one query) and triggers them, by action type (one statement each). */
   async #applyRules(trx: DbOrTrx, stories: readonly Story[], effects: EscalationEffects): Promise<void> {
     for (const story of stories) {
       if (!story.device.enabled) log(story, 'event.ignored', 'suppressed', { event_id: story.input.event_id, reason: 'device disabled' });
