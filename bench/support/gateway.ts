@@ -1,6 +1,6 @@
 /** The gateway under test: the real process (`node bin/iot-gateway.js serve`), configured by environment. */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { repoRoot, watch, type BenchChild } from './child.js';
 
@@ -34,6 +34,15 @@ export async function startBenchGateway(env: Record<string, string>, options: { 
     }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // BENCH_GATEWAY_OUTPUT: a file that receives everything the gateway prints (its warnings, and
+  // the output of flags such as --trace-gc), timestamped by the second of the bench it arrived in.
+  const outputFile = process.env.BENCH_GATEWAY_OUTPUT;
+  if (outputFile) {
+    const started = Date.now();
+    const keep = (chunk: Buffer) => appendFileSync(outputFile, chunk.toString().replace(/^(?=.)/gm, `[${((Date.now() - started) / 1000).toFixed(1)} s] `));
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+  }
   const watched = await watch<string>(child, 180_000, true, /is running on (http:\/\/\S+)/);
   const pid = child.pid!;
   return {
