@@ -40,8 +40,8 @@ export async function startBenchGateway(env: Record<string, string>, options: { 
   if (outputFile) {
     const started = Date.now();
     const keep = (chunk: Buffer) => appendFileSync(outputFile, chunk.toString().replace(/^(?=.)/gm, `[${((Date.now() - started) / 1000).toFixed(1)} s] `));
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
   }
   const watched = await watch<string>(child, 180_000, true, /is running on (http:\/\/\S+)/);
   const pid = child.pid!;
