@@ -524,6 +524,17 @@ describe('MockTelephony: lifecycle, status, listeners', () => {
     expect(warnings).toHaveLength(4);
   });
 
+  it('keeps only its latest calls in the history, so a gateway on the mock does not grow for ever', async () => {
+    const s = setup({ historyLimit: 3 });
+    for (let n = 1; n <= 5; n++) await s.telephony.placeCall(request({ callId: `call-${n}` }));
+    expect(s.telephony.placed.map((call) => call.callId)).toEqual(['call-3', 'call-4', 'call-5']);
+    expect(s.telephony.attempts.map((call) => call.callId)).toEqual(['call-3', 'call-4', 'call-5']);
+    // The calls themselves are not forgotten: all five are live and end as usual.
+    expect(s.telephony.liveCalls()).toHaveLength(5);
+    s.advanceTo(120_000);
+    expect(s.events.filter((event) => event.kind === 'ended')).toHaveLength(5);
+  });
+
   it('stamps progress with the injected clock', async () => {
     const clock = new ManualClock('2030-05-05T10:00:00Z');
     const telephony = new MockTelephony({ clock });

@@ -15,7 +15,8 @@
  *   not answered by then ends NO_ANSWER, whatever its number. A step due exactly at the ring
  *   timeout loses to it.
  * - Placing a call id that is already live dials again (a second, independent call): nothing
- *   hides a duplicate. `placed` records every call ever dialled so tests can assert exactly-once.
+ *   hides a duplicate. `placed` records the calls dialled (the latest `historyLimit`) so tests can
+ *   assert exactly-once; a gateway that runs on the mock for days does not keep them all.
  * - Calls live only in memory: after a restart (or `stop()`) no call exists any more.
  *
  * All timing goes through the injected Clock, so tests drive it with a ManualClock.
@@ -152,7 +153,11 @@ export interface MockTelephonyOptions {
   clock?: Clock | undefined;
   timings?: Partial<MockTimings> | undefined;
   logger?: MockTelephonyLogger | undefined;
+  /** How many of the latest calls `placed` and `attempts` keep (default 1,000). */
+  historyLimit?: number | undefined;
 }
+
+const DEFAULT_HISTORY_LIMIT = 1_000;
 
 /** The error a placeCall should reject with (see `failNextPlace`). */
 export type MockPlaceFailure = CallNotPlacedError | CallOutcomeUnknownError;
@@ -172,10 +177,11 @@ const noopLogger: MockTelephonyLogger = { debug: () => {}, info: () => {}, warn:
 
 export class MockTelephony implements Telephony {
   readonly name = 'mock' as const;
-  /** Every call ever dialled, in order (duplicates included; calls refused by failNextPlace excluded). */
+  /** The calls dialled, in order (duplicates included; calls refused by failNextPlace excluded): the latest `historyLimit`. */
   readonly placed: CallRequest[] = [];
-  /** Every placeCall invocation, in order, including the ones that rejected. */
+  /** The placeCall invocations, in order, including the ones that rejected: the latest `historyLimit`. */
   readonly attempts: CallRequest[] = [];
+  readonly #historyLimit: number;
   readonly timings: Readonly<MockTimings>;
 
   readonly #clock: Clock;
@@ -191,6 +197,7 @@ export class MockTelephony implements Telephony {
   constructor(options: MockTelephonyOptions = {}) {
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? noopLogger;
+    this.#historyLimit = options.historyLimit ?? DEFAULT_HISTORY_LIMIT;
     const timings = { ...DEFAULT_MOCK_TIMINGS };
     for (const [key, value] of Object.entries(options.timings ?? {})) {
       if (value === undefined) continue;
@@ -215,7 +222,7 @@ export class MockTelephony implements Telephony {
   }
 
   async placeCall(request: CallRequest): Promise<void> {
-    this.attempts.push(request);
+    remember(this.attempts, request, this.#historyLimit);
     if (this.#stopped) throw new CallNotPlacedError('mock telephony is stopped');
     if (!isE164(request.to)) throw new CallNotPlacedError(`not an E.164 number: ${request.to}`);
     if (request.callerId !== undefined && !isE164(request.callerId)) {
@@ -288,7 +295,7 @@ export class MockTelephony implements Telephony {
       acknowledged: false,
       timers: new Set(),
     };
-    this.placed.push(call.request);
+    remember(this.placed, call.request, this.#historyLimit);
     this.#live.push(call);
     this.#logger.info(
       { callId: request.callId, seq: call.seq, to: request.to, outcome: call.outcome, correlationId: request.correlationId },
@@ -406,4 +413,10 @@ export class MockTelephony implements Telephony {
       }
     }
   }
+}
+
+/** Appends to a history that keeps only its latest `limit` entries. */
+function remember<T>(history: T[], entry: T, limit: number): void {
+  history.push(entry);
+  if (history.length > limit) history.splice(0, history.length - limit);
 }
