@@ -512,7 +512,7 @@ async function main(): Promise<void> {
 
   const results: BenchResults = {
     date: new Date().toISOString(),
-    command: `npm run bench${quick ? ' -- --quick' : ''}${options.only ? ` -- --only ${options.only}` : ''}`,
+    command: ['npm run bench', ...(quick || options.only ? ['--'] : []), ...(quick ? ['--quick'] : []), ...(options.only ? [`--only ${options.only}`] : [])].join(' '),
     mode: quick ? 'quick' : 'full',
     durationS: Math.round((Date.now() - started) / 1000),
     machine,
@@ -521,7 +521,13 @@ async function main(): Promise<void> {
     details,
   };
   if (profileDir) results.profiles = summarizeProfile(profileDir);
-  const { table } = writeReport(results, { resultsDir, docs: !quick || options.docs });
+  // A subset (--only) is kept apart: docs/ and <mode>-latest.json hold whole runs only, so the
+  // table in docs/benchmarks.md is never a partial run's (unless --docs asks for it).
+  const { table } = writeReport(results, {
+    resultsDir,
+    docs: (!quick && !options.only) || options.docs,
+    latest: options.only ? `${results.mode}-only-latest.json` : undefined,
+  });
   console.log(`\n${table}\n`);
   log(`done in ${results.durationS} s`);
 }

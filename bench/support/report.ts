@@ -47,8 +47,12 @@ function terminalTable(figures: Figure[]): string {
   return lines.join('\n');
 }
 
-export function writeReport(results: BenchResults, options: { resultsDir: string; docs: boolean }): { table: string } {
-  writeFileSync(path.join(options.resultsDir, `${results.mode}-latest.json`), `${JSON.stringify(results, null, 2)}\n`);
+/**
+ * Writes the run's JSON to bench/results (`latest`: its file name, by default `<mode>-latest.json`,
+ * which bench/render-docs.ts reads) and, with `docs`, docs/benchmarks.md and .json.
+ */
+export function writeReport(results: BenchResults, options: { resultsDir: string; docs: boolean; latest?: string | undefined }): { table: string } {
+  writeFileSync(path.join(options.resultsDir, options.latest ?? `${results.mode}-latest.json`), `${JSON.stringify(results, null, 2)}\n`);
   if (options.docs) {
     writeFileSync(path.join(repoRoot, 'docs', 'benchmarks.json'), `${JSON.stringify({ ...results, details: undefined }, null, 2)}\n`);
     writeFileSync(path.join(repoRoot, 'docs', 'benchmarks.md'), markdown(results));
