@@ -300,7 +300,9 @@ export class AlarmEscalation {
       entries.push(queued[index]!);
       effects.queued = true;
     });
-    for (const { effects, entries } of rows) await record(trx, effects, ...entries);
+    // One write for the run's rows (outside transactionWithEventLog too), each kept for its report.
+    for (const { effects, entries } of rows) effects.logged.push(...entries);
+    await appendEvents(trx, rows.flatMap(({ entries }) => entries));
   }
 }
 

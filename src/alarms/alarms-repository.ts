@@ -197,10 +197,6 @@ export async function requeueCall(db: DbOrTrx, id: string, dueAt: Date): Promise
   return result.numUpdatedRows > 0n;
 }
 
-export async function setDeadline(db: DbOrTrx, id: string, deadline: Date): Promise<void> {
-  await db.updateTable('calls').set({ deadline_at: deadline }).where('id', '=', id).execute();
-}
-
 export type CallAlarm = Pick<AlarmRow, 'id' | 'device_id' | 'msisdn' | 'correlation_id'>;
 
 /**
