@@ -201,6 +201,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await retention.stop();
     await dispatcher.stop();
     await telephony.stop();
+    // Reports the switch sent until it stopped are recorded too, before the storage closes.
+    await dispatcher.settle();
     await switchFeed?.settle();
     await notifier.stop();
     // Everything in flight is recorded: hand the calls still live on the switch to the other
