@@ -1,7 +1,7 @@
 /** Small pieces every view uses: the API context, the live-stream hook, messages, fields. */
 import type { ComponentChildren } from 'preact';
 import { createContext } from 'preact';
-import { useContext, useEffect, useId, useRef, useState } from 'preact/hooks';
+import { useContext, useEffect, useId, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, type Api, type EventLogItem, type Query } from './api';
 import { openEventStream, type StreamState } from './event-stream';
 
@@ -98,7 +98,9 @@ export function Field(props: { label: string; error?: string | undefined; hint?:
 /** Moves keyboard focus to the first field of a form that just opened. */
 export function useFocusFirstField(): { current: HTMLFormElement | null } {
   const form = useRef<HTMLFormElement>(null);
-  useEffect(() => {
+  // A layout effect runs in the same task that inserts the form, so the focus is already there when
+  // the form is first seen (a plain effect runs a frame later: a keystroke in between went astray).
+  useLayoutEffect(() => {
     form.current?.querySelector<HTMLElement>('input:not([disabled]), select:not([disabled]), textarea')?.focus();
   }, []);
   return form;
@@ -109,7 +111,7 @@ export function ShownOnce({ label, value, onDone }: { label: string; value: stri
   const id = useId();
   const [copied, setCopied] = useState(false);
   const input = useRef<HTMLInputElement>(null);
-  useEffect(() => input.current?.select(), []);
+  useLayoutEffect(() => input.current?.select(), []);
   return (
     <section class="shown-once" aria-labelledby={`${id}-title`} role="region">
       <h3 id={`${id}-title`}>{label}</h3>

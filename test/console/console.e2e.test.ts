@@ -117,11 +117,12 @@ describe.skipIf(skipReason !== undefined)('the operator console in headless Chro
 
   it('creates a speaker (its secret shown once) and a sensor, with the API validation message for a bad number', async () => {
     await page.getByRole('link', { name: 'Devices' }).click();
-    // Keyboard: Enter on the button opens the form with the focus in its first field.
+    // Keyboard: Enter on the button opens the form with the focus already in its first field, so
+    // what is typed at once lands there.
     await page.getByRole('button', { name: 'New device' }).press('Enter');
-    await page.getByLabel('Device id').waitFor();
-    expect(await page.evaluate('document.activeElement.name')).toBe('device_id');
     await page.keyboard.type('kitchen-speaker');
+    expect(await page.evaluate('document.activeElement.name')).toBe('device_id');
+    expect(await page.getByLabel('Device id').inputValue()).toBe('kitchen-speaker');
     await page.getByLabel('Type').first().selectOption('speaker');
     await page.getByLabel('Subscriber number').fill('12');
     await page.getByLabel('Name').fill('Kitchen');
