@@ -153,7 +153,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const liveness = { staleAfterMs: config.INSTANCE_STALE_AFTER_S * 1000, heartbeatIntervalMs: (config.INSTANCE_STALE_AFTER_S * 1000) / 4 };
   const dispatcher = new CallDispatcher({ db, telephony, escalation, clock, instanceId, logger: app.log, metrics }, { ...liveness, ...options.dispatcher });
   const afterCommit = dispatcher.afterCommit.bind(dispatcher);
-  const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock) }, escalation, clock, afterCommit, metrics, logger: app.log });
+  const deviceEvents = new DeviceEventsService({ db, rules, triggers: { call: callTrigger(escalation, clock, () => dispatcher.dialingInstance()) }, escalation, clock, afterCommit, metrics, logger: app.log });
   const alarms = new AlarmsService({ db, escalation, clock, afterCommit });
   const mqtt = new MqttPublisher({ policy });
   const notifier = new NotificationDispatcher(

@@ -22,6 +22,8 @@ export interface EscalationEffects {
   hangups: string[];
   /** Whether new calls were queued (the dispatcher should look for due calls). */
   queued: boolean;
+  /** Calls already claimed by this instance (written as dialing): to hand to the switch at once. */
+  dial: CallToDial[];
   /** The event-log rows written, in order: logged to the process log and counted once committed. */
   logged: EventLogEntry[];
 }
@@ -33,6 +35,12 @@ interface CallStep {
   delayS: number;
   /** The call this one re-dials (its outcome was lost). */
   redialOf: string | null;
+}
+
+/** A call committed as dialing, claimed by this instance, with what the switch is told. */
+export interface CallToDial {
+  call: Pick<CallRow, 'id' | 'to_number' | 'correlation_id'>;
+  action: CallAction;
 }
 
 /** How a call ended, as reported by the switch or judged by the gateway. */
@@ -48,7 +56,7 @@ interface EndOfCall {
 type AdvanceReport = CallProgress & { kind: 'ringing' | 'answered' };
 
 export function noEffects(): EscalationEffects {
-  return { hangups: [], queued: false, logged: [] };
+  return { hangups: [], queued: false, dial: [], logged: [] };
 }
 
 /** Writes event-log rows in the caller's transaction and keeps them for the after-commit report. */
@@ -66,18 +74,37 @@ export class AlarmEscalation {
   /**
    * Starts alarms (each unless its rule has an active one for its device) with their first calls,
    * in the caller's transaction, by one statement; returns each alarm started with its first
-   * call's `call.queued` log row, for the caller to write in its story's order.
+   * call's log rows, for the caller to write in its story's order.
+   *
+   * `dialingBy`: the instance that places the first calls as soon as this transaction commits (its
+   * dispatcher is running and the switch connected). The calls are then written already claimed
+   * (dialing, with their deadline and `call.dialing` row) rather than queued, which spares the
+   * dispatcher's claim, a second transaction, between the event's commit and the originate: a
+   * crash between the two leaves a dialing call of this instance, reconciled like one claimed by
+   * the dispatcher.
    */
-  async startAlarms(trx: DbOrTrx, starting: readonly { row: repository.NewAlarmRow; action: CallAction }[]): Promise<{ alarm: AlarmRow; queued: EventLogEntry }[]> {
+  async startAlarms(
+    trx: DbOrTrx,
+    starting: readonly { row: repository.NewAlarmRow; action: CallAction }[],
+    dialingBy?: string,
+  ): Promise<{ alarm: AlarmRow; logged: EventLogEntry[]; dial?: CallToDial }[]> {
     const now = this.clock.now();
     const first: CallStep = { position: 0, attempt: 1, delayS: 0, redialOf: null };
-    const calls = new Map(starting.map(({ row, action }) => [row.id, callRow(row.id, row.correlation_id, action, first, now)]));
+    const calls = new Map(
+      starting.map(({ row, action }) => [row.id, callRow(row.id, row.correlation_id, action, first, now, dialingBy ? { instanceId: dialingBy, deadlineMarginS: CALL_DEADLINE_MARGIN_S } : undefined)]),
+    );
     const started = await repository.insertAlarmsWithFirstCalls(
       trx,
       starting.map(({ row }) => row),
       [...calls.values()],
     );
-    return started.map((alarm) => ({ alarm, queued: queuedEntry(alarm, calls.get(alarm.id)!, first) }));
+    const actions = new Map(starting.map(({ row, action }) => [row.id, action]));
+    return started.map((alarm) => {
+      const call = calls.get(alarm.id)!;
+      const queued = queuedEntry(alarm, call, first);
+      if (!dialingBy) return { alarm, logged: [queued] };
+      return { alarm, logged: [queued, dialingEntry(alarm, call, dialingBy)], dial: { call, action: actions.get(alarm.id)! } };
+    });
   }
 
   async #insertCalls(trx: DbOrTrx, steps: readonly { alarm: AlarmRow; step: CallStep }[]): Promise<EventLogEntry[]> {
@@ -365,19 +392,45 @@ class Decisions {
   }
 }
 
-/** A call row to queue: the number at the step's position of the alarm's escalation list. */
-function callRow(alarmId: string, correlationId: string, action: CallAction, step: CallStep, now: Date): repository.NewCallRow & { id: string; due_at: Date } {
+/**
+ * A new call's row: the number at the step's position of the alarm's escalation list, queued, or
+ * (`claim`) already dialing by that instance, as the dispatcher's claim writes it.
+ */
+function callRow(
+  alarmId: string,
+  correlationId: string,
+  action: CallAction,
+  step: CallStep,
+  now: Date,
+  claim?: { instanceId: string; deadlineMarginS: number },
+): repository.NewCallRow & { id: string; to_number: string; correlation_id: string; position: number; attempt: number; due_at: Date } {
   return {
     id: randomUUID(),
     alarm_id: alarmId,
     position: step.position,
     attempt: step.attempt,
     to_number: action.to[step.position]!,
-    status: 'queued',
+    status: claim ? 'dialing' : 'queued',
     due_at: new Date(now.getTime() + step.delayS * 1000),
     queued_at: now,
     correlation_id: correlationId,
     redial_of: step.redialOf,
+    ...(claim ? { claimed_by: claim.instanceId, dialing_at: now, deadline_at: new Date(now.getTime() + (action.ring_timeout_s + claim.deadlineMarginS) * 1000) } : {}),
+  };
+}
+
+/**
+ * A claimed call's `call.dialing` row, as the dispatcher's claim writes it in SQL
+ * (`claimDueCalls`): keep the two alike.
+ */
+export function dialingEntry(alarm: CallAlarm, call: Pick<CallRow, 'id' | 'to_number' | 'position' | 'attempt'>, instanceId: string): EventLogEntry {
+  return {
+    type: 'call.dialing',
+    status: 'info',
+    deviceId: alarm.device_id,
+    msisdn: alarm.msisdn,
+    correlationId: alarm.correlation_id,
+    details: { alarm_id: alarm.id, call_id: call.id, to: call.to_number, position: call.position, attempt: call.attempt, instance: instanceId },
   };
 }
 

@@ -13,8 +13,8 @@ export type NewAlarmRow = Insertable<Database['alarms']> & { id: string };
 
 /**
  * Inserts the alarms, each unless its rule already has an active one for its device, and the first
- * call of each one inserted, in one statement; returns the alarms inserted. The alarms must name
- * distinct (rule, device) pairs; each call names its alarm.
+ * call of each one inserted (queued, or already claimed: dialing), in one statement; returns the
+ * alarms inserted. The alarms must name distinct (rule, device) pairs; each call names its alarm.
  */
 export async function insertAlarmsWithFirstCalls(db: DbOrTrx, alarms: readonly NewAlarmRow[], calls: readonly NewCallRow[]): Promise<AlarmRow[]> {
   if (alarms.length === 0) return [];
@@ -29,7 +29,8 @@ export async function insertAlarmsWithFirstCalls(db: DbOrTrx, alarms: readonly N
     calls.map(
       (call) =>
         sql`(${call.id}::uuid, ${call.alarm_id}::uuid, ${call.position}::integer, ${call.attempt}::integer, ${call.to_number}::text, ${call.status}::text,
-             ${call.due_at}::timestamptz, ${call.queued_at}::timestamptz, ${call.correlation_id}::text, ${call.redial_of ?? null}::uuid)`,
+             ${call.due_at}::timestamptz, ${call.queued_at}::timestamptz, ${call.correlation_id}::text, ${call.redial_of ?? null}::uuid,
+             ${call.claimed_by ?? null}::text, ${call.dialing_at ?? null}::timestamptz, ${call.deadline_at ?? null}::timestamptz)`,
     ),
   );
   const result = await sql<AlarmRow>`
@@ -39,8 +40,8 @@ export async function insertAlarmsWithFirstCalls(db: DbOrTrx, alarms: readonly N
       on conflict (rule_id, device_id) where status = 'active' do nothing
       returning *
     ), queued as (
-      insert into calls (id, alarm_id, position, attempt, to_number, status, due_at, queued_at, correlation_id, redial_of)
-      select given.* from (values ${callRows}) as given (id, alarm_id, position, attempt, to_number, status, due_at, queued_at, correlation_id, redial_of)
+      insert into calls (id, alarm_id, position, attempt, to_number, status, due_at, queued_at, correlation_id, redial_of, claimed_by, dialing_at, deadline_at)
+      select given.* from (values ${callRows}) as given (id, alarm_id, position, attempt, to_number, status, due_at, queued_at, correlation_id, redial_of, claimed_by, dialing_at, deadline_at)
        where given.alarm_id in (select id from started)
     )
     select * from started`.execute(db);
@@ -162,7 +163,7 @@ export async function claimDueCalls(
       returning calls.*
     ),
     logged as (
-      -- As CallDispatcher's call.dialing entry for the process log shapes it.
+      -- As dialingEntry (alarm-escalation.ts) shapes it for the process log and the intake's claims.
       insert into event_logs (type, status, device_id, msisdn, correlation_id, details)
       select 'call.dialing', 'info', a.device_id, a.msisdn, a.correlation_id,
              jsonb_build_object('alarm_id', a.id, 'call_id', c.id, 'to', c.to_number, 'position', c.position, 'attempt', c.attempt, 'instance', ${instanceId}::text)

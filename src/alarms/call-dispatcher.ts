@@ -6,6 +6,9 @@
  *   by exactly one instance, at most once. The pass runs at once when work is queued here (no
  *   polling delay), when a retry falls due (a timer), and every poll interval (work queued by
  *   another instance, or left by a crash).
+ * - An alarm's first call skips the queue while this instance can dial (`dialingInstance`): the
+ *   intake writes it already claimed, in the event's transaction, and it is handed to the switch
+ *   as that commits (`afterCommit`), one transaction sooner.
  * - Progress from the switch is recorded in arrival order, in batches: the reports that arrive
  *   while one batch is written form the next (one transaction each).
  * - Calls in flight whose watcher is gone (this instance in an earlier life, an instance whose
@@ -16,13 +19,13 @@
  */
 import type { Clock } from '../clock/clock.js';
 import { SingleFlight } from '../jobs/single-flight.js';
-import { appendEvents, logSteps, type EventLogEntry } from '../event-log/event-log.js';
+import { appendEvents, logSteps } from '../event-log/event-log.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
 import type { Db } from '../storage/database.js';
 import { isDatabaseUnavailable, isTransientConflict } from '../storage/errors.js';
 import { CallNotPlacedError, CallOutcomeUnknownError, type CallProgress, type CallRequest, type Telephony } from '../telephony/telephony.js';
 import type { CallAction } from '../rules/rule-actions.js';
-import { CALL_DEADLINE_MARGIN_S, type AlarmEscalation, type EscalationEffects } from './alarm-escalation.js';
+import { CALL_DEADLINE_MARGIN_S, dialingEntry, type AlarmEscalation, type CallToDial, type EscalationEffects } from './alarm-escalation.js';
 import * as repository from './alarms-repository.js';
 import type { CallRow } from './alarms-repository.js';
 
@@ -59,6 +62,8 @@ export class CallDispatcher {
   readonly #options: DispatcherOptions;
   readonly #startedAt: Date;
   #running = false;
+  /** This instance's row is in gateway_instances (the first heartbeat is written). */
+  #registered = false;
   #cancelTimers: (() => void)[] = [];
   #wakeAt: number | undefined;
   /** When the earliest call left queued falls due, as the last claim read it. */
@@ -112,6 +117,9 @@ export class CallDispatcher {
       this.#track(this.reconcile({ all: true }).then(() => this.kick()));
     });
     await repository.heartbeat(this.deps.db, this.deps.instanceId, this.deps.clock.now(), this.#startedAt);
+    // Only now may calls be claimed for this instance outside a pass: until its row exists, other
+    // instances would take its dialing calls for orphans.
+    this.#registered = true;
     this.#every(this.#options.heartbeatIntervalMs, () => repository.heartbeat(this.deps.db, this.deps.instanceId, this.deps.clock.now(), this.#startedAt));
     this.#every(this.#options.pollIntervalMs, async () => {
       await this.reconcile({ all: false });
@@ -148,6 +156,15 @@ export class CallDispatcher {
     }
   }
 
+  /**
+   * The instance that can place a new call the moment its transaction commits, or undefined when
+   * this one cannot (stopped, not yet known to the other instances, or the switch is down): the
+   * call is then queued for a pass. See `AlarmEscalation.startAlarms`.
+   */
+  dialingInstance(): string | undefined {
+    return this.#running && this.#registered && this.deps.telephony.status().ok ? this.deps.instanceId : undefined;
+  }
+
   /** Looks for due calls now (coalesced: one pass at a time, one more if asked meanwhile). */
   kick(): void {
     if (this.#running) this.#flight.request();
@@ -178,23 +195,13 @@ export class CallDispatcher {
       deadlineMarginS: CALL_DEADLINE_MARGIN_S,
     });
     this.#nextDueAt = nextDueAt;
-    // The process log's lines: the same rows the claim wrote to event_logs (keep the two alike).
-    const logged = claimed.map(
-      ({ call, alarm }): EventLogEntry => ({
-        type: 'call.dialing',
-        status: 'info',
-        deviceId: alarm.device_id,
-        msisdn: alarm.msisdn,
-        correlationId: alarm.correlation_id,
-        details: { alarm_id: alarm.id, call_id: call.id, to: call.to_number, position: call.position, attempt: call.attempt, instance: this.deps.instanceId },
-      }),
-    );
-    logSteps(this.deps.logger, logged);
+    // The process log's lines: the same rows the claim wrote to event_logs.
+    logSteps(this.deps.logger, claimed.map(({ call, alarm }) => dialingEntry(alarm, call, this.deps.instanceId)));
     if (claimed.length > 0) this.deps.metrics.callsDialed.inc(claimed.length);
     return claimed.map(({ call, alarm }) => ({ call, action: alarm.action as unknown as CallAction }));
   }
 
-  #requestOf(call: CallRow, action: CallAction): CallRequest {
+  #requestOf(call: CallToDial['call'], action: CallAction): CallRequest {
     return {
       callId: call.id,
       to: call.to_number,
@@ -206,7 +213,7 @@ export class CallDispatcher {
     };
   }
 
-  async #place(call: CallRow, action: CallAction): Promise<void> {
+  async #place(call: CallToDial['call'], action: CallAction): Promise<void> {
     try {
       await this.deps.telephony.placeCall(this.#requestOf(call, action));
     } catch (error) {
@@ -313,7 +320,7 @@ export class CallDispatcher {
     await Promise.all(Array.from({ length: Math.min(8, calls.length) }, worker));
   }
 
-  async #reconcileCall(call: CallRow): Promise<void> {
+  async #reconcileCall(call: Pick<CallRow, 'id'>): Promise<void> {
     // One reconciliation per call at a time (the poll, a reconnect and the start may overlap).
     if (this.#reconciling.has(call.id)) return;
     this.#reconciling.add(call.id);
@@ -324,7 +331,7 @@ export class CallDispatcher {
     }
   }
 
-  async #reconcileOne(call: CallRow): Promise<void> {
+  async #reconcileOne(call: Pick<CallRow, 'id'>): Promise<void> {
     let exists: boolean;
     try {
       exists = await this.deps.telephony.callExists(call.id);
@@ -377,7 +384,22 @@ export class CallDispatcher {
    */
   afterCommit(effects: EscalationEffects): void {
     this.#report(effects);
+    if (effects.dial.length > 0) {
+      this.#track(this.#dialClaimed(effects.dial).catch((error: unknown) => this.deps.logger.error({ err: error }, 'placing new calls failed; they are reconciled with the switch at their deadline')));
+    }
     if (effects.hangups.length > 0 || effects.queued) this.#track(this.#hangUpAndKick(effects));
+  }
+
+  /** Places calls committed as claimed by this instance (`dialingInstance`), as a pass would. */
+  async #dialClaimed(calls: readonly CallToDial[]): Promise<void> {
+    if (!this.#running) {
+      // Stopped between the claim and its commit: back to the queue, for whichever instance runs.
+      const now = this.deps.clock.now();
+      await Promise.all(calls.map(({ call }) => repository.requeueCall(this.deps.db, call.id, now)));
+      return;
+    }
+    this.deps.metrics.callsDialed.inc(calls.length);
+    await Promise.all(calls.map(({ call, action }) => this.#place(call, action)));
   }
 
   async #afterCommit(effects: EscalationEffects): Promise<void> {

@@ -10,7 +10,7 @@ import type { CallAction, RuleActionType } from '../rules/rule-actions.js';
 import type { RuleMatch } from '../rules/rules-repository.js';
 import type { DbOrTrx } from '../storage/database.js';
 import type { DeviceRow, RuleRow } from '../storage/schema.js';
-import type { AlarmEscalation } from './alarm-escalation.js';
+import type { AlarmEscalation, CallToDial } from './alarm-escalation.js';
 import type { NewAlarmRow } from './alarms-repository.js';
 
 export interface TriggerContext {
@@ -23,8 +23,11 @@ export interface TriggerContext {
 }
 
 export type TriggerOutcome =
-  /** `logged`: the log rows of what started, for the intake to write in its story's order. */
-  | { outcome: 'started'; alarmId: string; logged: EventLogEntry[] }
+  /**
+   * `logged`: the log rows of what started, for the intake to write in its story's order; `dial`:
+   * a call committed as claimed, for the dispatcher to place once the intake commits.
+   */
+  | { outcome: 'started'; alarmId: string; logged: EventLogEntry[]; dial?: CallToDial }
   | { outcome: 'suppressed'; reason: 'active_alarm' | 'cooldown'; alarmId?: string };
 
 export interface RuleTrigger {
@@ -37,11 +40,12 @@ export interface RuleTrigger {
 }
 
 /**
- * The `call` action: an alarm with its own id, and its first call queued in the same transaction,
- * unless the rule's alarm for the device is active or in its cooldown. A batch costs one
- * statement whatever its size: the new alarms with their first calls.
+ * The `call` action: an alarm with its own id, and its first call in the same transaction, unless
+ * the rule's alarm for the device is active or in its cooldown. A batch costs one statement
+ * whatever its size: the new alarms with their first calls. The first calls are claimed by the
+ * instance `dialingInstance` names, to be dialed as the intake commits; queued when it names none.
  */
-export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrigger {
+export function callTrigger(escalation: AlarmEscalation, clock: Clock, dialingInstance: () => string | undefined = () => undefined): RuleTrigger {
   return {
     async triggerAll(trx, contexts) {
       const now = clock.now();
@@ -69,7 +73,7 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
           });
         }
       });
-      const started = new Map((await escalation.startAlarms(trx, starting)).map((each) => [each.alarm.id, each]));
+      const started = new Map((await escalation.startAlarms(trx, starting, dialingInstance())).map((each) => [each.alarm.id, each]));
       for (const { index, row, action } of starting) {
         const start = started.get(row.id);
         // Another event (on another instance) started one a moment ago.
@@ -77,7 +81,7 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
           outcomes[index] = { outcome: 'suppressed', reason: 'active_alarm' };
           continue;
         }
-        const { alarm, queued } = start;
+        const { alarm, logged, dial } = start;
         const { rule, device, event, trace } = contexts[index]!;
         const startedEntry: EventLogEntry = {
           type: 'alarm.started',
@@ -88,7 +92,7 @@ export function callTrigger(escalation: AlarmEscalation, clock: Clock): RuleTrig
           requestId: trace.requestId,
           details: { alarm_id: alarm.id, rule_id: rule.id, event_id: event.eventId, to: action.to },
         };
-        outcomes[index] = { outcome: 'started', alarmId: alarm.id, logged: [startedEntry, queued] };
+        outcomes[index] = { outcome: 'started', alarmId: alarm.id, logged: [startedEntry, ...logged], ...(dial ? { dial } : {}) };
       }
       return outcomes;
     },

@@ -331,7 +331,8 @@ export class DeviceEventsService {
         if (result.outcome === 'started') {
           story.entries.push(...result.logged);
           outcome.alarm_ids.push(result.alarmId);
-          effects.queued = true;
+          if (result.dial) effects.dial.push(result.dial);
+          else effects.queued = true;
         } else {
           outcome.suppressed++;
           log(story, 'rule.suppressed', 'suppressed', { event_id: input.event_id, rule_id: rule.id, reason: result.reason, ...(result.alarmId ? { alarm_id: result.alarmId } : {}) });

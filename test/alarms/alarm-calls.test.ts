@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAlarmHarness, type AlarmHarness } from '../support/alarm-scenario.js';
 
@@ -60,6 +61,33 @@ describe('a smoke alarm escalating through the mock telephony', () => {
     expect(types).toContain('alarm.resolved');
     const failed = log.items.find((row: { type: string }) => row.type === 'call.failed');
     expect(failed.details).toMatchObject({ status: 'busy', cause: 'USER_BUSY', sip_code: 486 });
+  });
+
+  it("claims the first call in the event's own transaction and dials it as that commits, with no pass between", async () => {
+    await h.sensorWithRule('smoke-at-once', { to: [ANSWERS] });
+    const accepted = await h.smoke('smoke-at-once', 'evt-at-once-1');
+    const alarmId = (accepted.body.alarm_ids as string[])[0]!;
+    await h.run(0);
+    // xmin: the transaction that wrote the row's current version. The call, as dialed, is the
+    // event's own write: nothing else was committed between the event and the originate.
+    const { rows } = await sql<{ id: string; status: string; claimed_by: string; same_transaction: boolean }>`
+      select c.id, c.status, c.claimed_by, c.xmin::text = e.xmin::text as same_transaction
+        from calls c join alarms a on a.id = c.alarm_id join device_events e on e.event_id = a.event_id
+       where a.id = ${alarmId}`.execute(h.database.storage.db);
+    expect(rows).toEqual([{ id: expect.any(String), status: 'dialing', claimed_by: 'test-gateway', same_transaction: true }]);
+    expect(h.telephony.placed.filter((call) => call.callId === rows[0]!.id)).toHaveLength(1);
+
+    const log = (await h.request({ method: 'GET', url: '/api/v1/event-logs', query: { correlation_id: (await h.alarm(alarmId)).correlation_id as string, limit: '100' } })).json();
+    const story = log.items.reverse().map((row: { type: string; details: Record<string, unknown> }) => [row.type, row.details.instance ?? null]);
+    expect(story).toEqual([
+      ['event.received', null],
+      ['rule.matched', null],
+      ['alarm.started', null],
+      ['call.queued', null],
+      ['call.dialing', 'test-gateway'],
+    ]);
+    await h.run(15_000);
+    expect((await h.alarm(alarmId)).status).toBe('resolved');
   });
 
   it('confirmations that arrive together resolve each alarm once, with its own story', async () => {
