@@ -27,7 +27,7 @@ export function createLogger(config: Config, destination?: pino.DestinationStrea
 }
 
 export async function openMigratedStorage(config: Config, logger: Logger): Promise<Storage> {
-  const storage = await openStorage({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DATABASE_POOL_SIZE });
+  const storage = await openStorage({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DATABASE_POOL_SIZE, preparedStatements: config.DATABASE_PREPARED_STATEMENTS });
   try {
     const applied = await migrate(storage);
     logger.info({ database: storage.kind, location: storage.location, applied }, applied.length ? 'migrations applied' : 'database schema up to date');

@@ -27,7 +27,7 @@ export const configSections: readonly { title: string; intro: string; names: rea
   {
     title: 'Storage',
     intro: 'PostgreSQL when `DATABASE_URL` is set, otherwise an embedded PGlite database in a folder (one gateway process per folder).',
-    names: ['DATABASE_URL', 'DATABASE_POOL_SIZE', 'DATA_DIR'],
+    names: ['DATABASE_URL', 'DATABASE_POOL_SIZE', 'DATABASE_PREPARED_STATEMENTS', 'DATA_DIR'],
   },
   { title: 'Access', intro: 'API keys and the signatures of incoming device events.', names: ['ADMIN_API_KEY', 'WEBHOOK_SIGNING_SECRET'] },
   { title: 'Logging', intro: 'pino logs on standard output.', names: ['LOG_LEVEL', 'LOG_FORMAT'] },

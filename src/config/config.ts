@@ -17,6 +17,13 @@ export const ConfigSchema = Type.Object({
     }),
   ),
   DATABASE_POOL_SIZE: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'Connections in the PostgreSQL pool.' }),
+  DATABASE_PREPARED_STATEMENTS: Type.Integer({
+    minimum: 0,
+    maximum: 10_000,
+    default: 200,
+    description:
+      'Most statements prepared on each PostgreSQL connection (a statement is prepared when it runs a second time there, so it is parsed and planned once); `0` prepares none, for a connection pooler in transaction mode that cannot keep them (PgBouncer before 1.21).',
+  }),
   DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'Folder of the embedded database (used only without `DATABASE_URL`).', examples: ['/var/lib/iot-gateway'] }),
   ADMIN_API_KEY: Type.Optional(
     Type.String({ minLength: 24, description: 'An admin key accepted in addition to stored keys (at least 24 characters). Unset and no admin key stored: the first start creates one and prints it once.' }),

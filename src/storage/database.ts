@@ -9,6 +9,7 @@ import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
+import { prepareRepeatedStatements } from './prepared-statements.js';
 import { PGlitePool } from './pglite-pool.js';
 import type { Database } from './schema.js';
 
@@ -27,7 +28,11 @@ export interface StorageOptions {
   poolSize?: number;
   /** PostgreSQL schema to work in (tests give each file its own). */
   schema?: string;
+  /** Most statements prepared per PostgreSQL connection; 0 prepares none (see prepared-statements.ts). */
+  preparedStatements?: number;
 }
+
+const DEFAULT_PREPARED_STATEMENTS = 200;
 
 /** Runs SQL scripts (several statements, no parameters) on one pinned session. */
 export interface ScriptSession {
@@ -91,7 +96,10 @@ async function openPostgres(databaseUrl: string, options: StorageOptions): Promi
   // Checked out: its queries fail (503 for a request) and it is discarded on release; without a
   // listener of its own, the 'error' it also emits would be an uncaught exception.
   pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    prepareRepeatedStatements(client, options.preparedStatements ?? DEFAULT_PREPARED_STATEMENTS);
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const storage: Storage = {
     kind: 'postgres',
