@@ -274,12 +274,46 @@ async function retentionUnderIntake(storage: Storage, gateway: BenchGateway, key
   return result;
 }
 
-/** S3: incoming calls at 200/s, each announced on the number's three speakers. */
-async function incomingCalls(label: string, gateway: BenchGateway, speakers: BenchChild<{ url: string }>, keys: BenchKeys, storage: Storage | undefined) {
+/**
+ * S3 (and S4's calls): `size.runs` runs of incoming calls at 200/s, one after the other; the
+ * figures are the medians of the runs' percentiles (one second of a shared machine's stall moves a
+ * single run's p99), every run's kept in the details.
+ */
+async function incomingCallRuns(label: string, gateway: BenchGateway, speakers: BenchChild<{ url: string }>, keys: BenchKeys, storage: Storage | undefined) {
+  const runs: Awaited<ReturnType<typeof incomingCalls>>[] = [];
+  // A warm-up before the first run only, not measured: the gateway's first second pays for its
+  // cold start (compiling the code paths, opening database and speaker connections), a one-time cost.
+  for (let i = 0; i < size.runs; i++) runs.push(await incomingCalls(`${label}-run${i + 1}`, gateway, speakers, keys, storage, i === 0 ? size.warmupS : 0));
+  const sum = (pick: (check: (typeof runs)[number]['check']) => number) => runs.reduce((total, run) => total + pick(run.check), 0);
+  const latency = medianOfRuns(runs.map((run) => run.latency));
+  const check = {
+    sent: sum((c) => c.sent),
+    accepted202: sum((c) => c.accepted202),
+    expectedNotifications: sum((c) => c.expectedNotifications),
+    distinct: sum((c) => c.distinct),
+    lost: sum((c) => c.lost),
+    duplicates: sum((c) => c.duplicates),
+  };
+  log(`${label}: p99 of the runs ${runs.map((run) => run.latency.p99).join(', ')} ms; median ${latency.p99} ms`);
+  return { latency, check, runs };
+}
+
+/** The median of each percentile over several runs' summaries. */
+function medianOfRuns(summaries: ReturnType<typeof summarize>[]) {
+  return {
+    runs: summaries.length,
+    p50: round(median(summaries.map((each) => each.p50)), 2),
+    p90: round(median(summaries.map((each) => each.p90)), 2),
+    p99: round(median(summaries.map((each) => each.p99)), 2),
+    p99OfEachRun: summaries.map((each) => each.p99),
+    max: Math.max(...summaries.map((each) => each.max)),
+  };
+}
+
+/** One run of incoming calls at 200/s, each announced on the number's three speakers. */
+async function incomingCalls(label: string, gateway: BenchGateway, speakers: BenchChild<{ url: string }>, keys: BenchKeys, storage: Storage | undefined, warmupS: number) {
   const prefix = `${label}-${Date.now()}`;
-  // A warm-up at the same rate first, not measured: the gateway's first second pays for its cold
-  // start (compiling the code paths, opening database and speaker connections), a one-time cost.
-  const result = await paced({ kind: 'incoming-call', url: gateway.url, key: keys.telephony, idPrefix: prefix, population: size.numbers, offset: 0 }, S3_RATE, size.pacedS, size.warmupS);
+  const result = await paced({ kind: 'incoming-call', url: gateway.url, key: keys.telephony, idPrefix: prefix, population: size.numbers, offset: 0 }, S3_RATE, size.pacedS, warmupS);
   const expected = result.accepted * 3;
   const sentAt = new Map(result.sends.map(([id, at]) => [id, at]));
   let mine: SpeakerRecord[] = [];
@@ -334,7 +368,7 @@ async function main(): Promise<void> {
   const gatewayEnv = { ADMIN_API_KEY: ADMIN_KEY, TELEPHONY: 'mock' };
   let s1Gateway: number | undefined;
   let s1Result: Awaited<ReturnType<typeof webhookThroughput>> | undefined;
-  let s3Result: Awaited<ReturnType<typeof incomingCalls>> | undefined;
+  let s3Result: Awaited<ReturnType<typeof incomingCallRuns>> | undefined;
 
   // S1, S3, S7: 10,000 sensors, PostgreSQL, mock telephony.
   if (wants('S1') || wants('S3') || wants('S7')) await scenario('S1, S3, S7', async () => {
@@ -371,7 +405,7 @@ async function main(): Promise<void> {
       log(`S1 check: ${JSON.stringify(s1Check)}`);
     }
 
-    s3Result = await incomingCalls('S3', gateway, speakers, keys, storage);
+    s3Result = await incomingCallRuns('S3', gateway, speakers, keys, storage);
     details.S3 = s3Result;
     figures.push({
       id: 'S3',
@@ -380,7 +414,7 @@ async function main(): Promise<void> {
       unit: 'ms p99',
       target: 'p99 ≤ 20 ms, 0 lost',
       met: s3Result.latency.p99 <= 20 && s3Result.check.lost === 0 && s3Result.check.accepted202 === s3Result.check.sent,
-      note: `p50 ${s3Result.latency.p50} ms; ${s3Result.check.distinct}/${s3Result.check.expectedNotifications} notifications, lost ${s3Result.check.lost}, duplicates ${s3Result.check.duplicates}`,
+      note: `median of ${s3Result.latency.runs} runs (p99 of each: ${s3Result.latency.p99OfEachRun.join(', ')} ms); p50 ${s3Result.latency.p50} ms; ${s3Result.check.distinct}/${s3Result.check.expectedNotifications} notifications, lost ${s3Result.check.lost}, duplicates ${s3Result.check.duplicates}`,
     });
     const peak = gateway.peakRssMb();
     details.S7 = { peakRssMb: peak };
@@ -405,37 +439,54 @@ async function main(): Promise<void> {
     children.push(gateway);
     await waitFor('the gateway to reach FreeSWITCH', async () => (await fetch(`${gateway.url}/readyz`)).ok, 15_000);
     log(`S2: webhooks at ${rate}/s through FreeSWITCH (Event Socket peer)`);
-    const prefix = `S2-${Date.now()}`;
-    // A warm-up at the same rate first, not measured (the cold start, as in S3), on other sensors.
-    const result = await paced({ kind: 'webhook', url: gateway.url, key: keys.webhook, idPrefix: prefix, population: size.sensors, offset: 0 }, rate, size.pacedS, size.warmupS);
-    const sentAt = new Map(result.sends.map(([id, at]) => [id, at]));
-    const calls = await storage.withSession((s) =>
-      s.query<{ id: string; event_id: string }>(`select c.id, a.event_id from calls c join alarms a on a.id = c.alarm_id where a.event_id like $1`, [`${prefix}-%`]),
-    );
-    let originates: OriginateRecord[] = [];
-    const callIds = new Set(calls.map((c) => c.id));
-    await waitFor(
-      'originates',
-      async () => {
-        originates = (await getJson<{ records: OriginateRecord[] }>(`${esl.ready.control}/originates`)).records.filter((o) => callIds.has(o.callId));
-        return originates.length >= calls.length;
-      },
-      30_000,
-    );
-    await waitAlarmsSettled(gateway, 30_000);
-    const eventOf = new Map(calls.map((c) => [c.id, c.event_id]));
-    const latencies = originates.map((o) => o.at - sentAt.get(eventOf.get(o.callId)!)!);
+    // Several runs, one after the other once the last one's alarms have ended; a warm-up at the
+    // same rate before the first (the cold start, as in S3), not measured.
+    const runs: { latency: ReturnType<typeof summarize>; response: PacedResult['response']; sent: number; statuses: PacedResult['statuses']; measuredAlarms: number; originates: number; distinctOriginates: number }[] = [];
+    let acceptedInSchema = 0;
+    for (let i = 0; i < size.runs; i++) {
+      const prefix = `S2-${Date.now()}-run${i + 1}`;
+      const result = await paced({ kind: 'webhook', url: gateway.url, key: keys.webhook, idPrefix: prefix, population: size.sensors, offset: 0 }, rate, size.pacedS, i === 0 ? size.warmupS : 0);
+      acceptedInSchema += result.warm.accepted + result.accepted;
+      const sentAt = new Map(result.sends.map(([id, at]) => [id, at]));
+      const calls = await storage.withSession((s) =>
+        s.query<{ id: string; event_id: string }>(`select c.id, a.event_id from calls c join alarms a on a.id = c.alarm_id where a.event_id like $1`, [`${prefix}-%`]),
+      );
+      let originates: OriginateRecord[] = [];
+      const callIds = new Set(calls.map((c) => c.id));
+      await waitFor(
+        'originates',
+        async () => {
+          originates = (await getJson<{ records: OriginateRecord[] }>(`${esl.ready.control}/originates`)).records.filter((o) => callIds.has(o.callId));
+          return originates.length >= calls.length;
+        },
+        30_000,
+      );
+      await waitAlarmsSettled(gateway, 30_000);
+      const eventOf = new Map(calls.map((c) => [c.id, c.event_id]));
+      const latencies = originates.map((o) => o.at - sentAt.get(eventOf.get(o.callId)!)!);
+      const run = {
+        latency: summarize(latencies),
+        response: result.response,
+        sent: result.sent,
+        statuses: result.statuses,
+        measuredAlarms: new Set(calls.map((c) => c.event_id)).size,
+        originates: originates.length,
+        distinctOriginates: new Set(originates.map((o) => o.callId)).size,
+      };
+      runs.push(run);
+      log(`S2 run ${i + 1}: p99 ${run.latency.p99} ms, p50 ${run.latency.p50} ms (the 202 itself: p50 ${run.response.p50} ms)`);
+    }
+    const sum = (pick: (run: (typeof runs)[number]) => number) => runs.reduce((total, run) => total + pick(run), 0);
     // The intake check covers the warm-up too; the originates are the measured webhooks' alarms'.
     const check = {
-      ...(await checkIntake(storage, result.warm.accepted + result.accepted)),
-      sent: result.sent,
-      statuses: result.statuses,
-      measuredAlarms: new Set(calls.map((c) => c.event_id)).size,
-      originates: originates.length,
-      distinctOriginates: new Set(originates.map((o) => o.callId)).size,
+      ...(await checkIntake(storage, acceptedInSchema)),
+      sent: sum((run) => run.sent),
+      measuredAlarms: sum((run) => run.measuredAlarms),
+      originates: sum((run) => run.originates),
+      distinctOriginates: sum((run) => run.distinctOriginates),
     };
-    const latency = summarize(latencies);
-    details.S2 = { rate, latency, response: result.response, check };
+    const latency = medianOfRuns(runs.map((run) => run.latency));
+    details.S2 = { rate, latency, runs, check };
     log(`S2: p99 ${latency.p99} ms; ${JSON.stringify(check)}`);
     figures.push({
       id: 'S2',
@@ -444,7 +495,7 @@ async function main(): Promise<void> {
       unit: 'ms p99',
       target: 'p99 ≤ 20 ms',
       met: latency.p99 <= 20 && check.lost === 0 && check.distinctOriginates === check.measuredAlarms && check.originates === check.measuredAlarms,
-      note: `p50 ${latency.p50} ms; ${check.measuredAlarms} alarms measured, ${check.originates} originates (${check.distinctOriginates} distinct), lost ${check.lost}`,
+      note: `median of ${latency.runs} runs (p99 of each: ${latency.p99OfEachRun.join(', ')} ms); p50 ${latency.p50} ms; ${check.measuredAlarms} alarms measured, ${check.originates} originates (${check.distinctOriginates} distinct), lost ${check.lost}`,
     });
     await gateway.stop();
     await esl.stop();
@@ -470,7 +521,7 @@ async function main(): Promise<void> {
       const big = await webhookThroughput('S4', gateway, undefined, keys, size.bigSensors);
       acceptedInSchema += big.accepted;
       const check = await checkIntake(storage, acceptedInSchema);
-      const s3Big = await incomingCalls('S4-calls', gateway, speakers, keys, storage);
+      const s3Big = await incomingCallRuns('S4-calls', gateway, speakers, keys, storage);
       // The device lookup the intake makes, straight on the database.
       const lookups: number[] = [];
       await storage.withSession(async (s) => {
@@ -505,7 +556,7 @@ async function main(): Promise<void> {
         ratioOf: 'S3 (p99 of S3 / p99 here)',
         target: '≥ 0.9× S3',
         met: callRatio !== undefined && callRatio >= 0.9 && s3Big.check.lost === 0,
-        note: `lost ${s3Big.check.lost}, duplicates ${s3Big.check.duplicates}`,
+        note: `median of ${s3Big.latency.runs} runs (p99 of each: ${s3Big.latency.p99OfEachRun.join(', ')} ms); lost ${s3Big.check.lost}, duplicates ${s3Big.check.duplicates}`,
       });
       figures.push({ id: 'S4', name: 'Device lookup by device_id (the intake query) among the sensors', value: lookup.p99, unit: 'ms p99', target: 'p99 ≤ 2 ms', met: lookup.p99 <= 2, note: `p50 ${lookup.p50} ms over ${lookup.count} lookups` });
     }
