@@ -25,7 +25,7 @@ export async function startBenchGateway(env: Record<string, string>, options: { 
       ...process.env,
       PORT: '0',
       HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'warn',
       LOG_FORMAT: 'json',
       OUTBOUND_ALLOW_HOSTS: '127.0.0.1',
       // A per-key rate limit may exist in the product: the bench measures the gateway, not the limit.
