@@ -32,7 +32,7 @@ export interface StorageOptions {
   preparedStatements?: number;
 }
 
-const DEFAULT_PREPARED_STATEMENTS = 100;
+const DEFAULT_PREPARED_STATEMENTS = 0;
 
 /** Runs SQL scripts (several statements, no parameters) on one pinned session. */
 export interface ScriptSession {

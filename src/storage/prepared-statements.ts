@@ -16,8 +16,12 @@
  *   connection pooler) dropped it.
  * The statement that met it fails once, like any statement on a lost connection.
  *
- * `maxPerConnection` 0 prepares nothing: for a pooler in transaction mode that cannot keep
- * prepared statements (PgBouncer before 1.21, or without `max_prepared_statements`).
+ * `maxPerConnection` 0 (the default, DATABASE_PREPARED_STATEMENTS) prepares nothing. Measured in
+ * the benchmark (bench/notes.md, change 29): the webhooks' median latency fell, the tail of the
+ * speaker notifications rose; the likely cause is the batch statements whose text varies with the
+ * batch's size, each size prepared and given a generic plan of its own, which is work, not a
+ * saving. Also off for a pooler in transaction mode that cannot keep prepared statements
+ * (PgBouncer before 1.21, or without `max_prepared_statements`).
  */
 import type pg from 'pg';
 
