@@ -51,7 +51,7 @@ const only = options.only ? new Set(options.only.split(',').map((s) => s.trim().
 const wants = (scenario: string) => !only || only.has(scenario);
 
 const size = quick
-  ? { runs: 2, runS: 4, warmupS: 2, pacedS: 5, sensors: 10_000, numbers: 1_000, bigSensors: 100_000, logRows: 1_000_000, queries: 100 }
+  ? { runs: 1, runS: 4, warmupS: 2, pacedS: 5, sensors: 10_000, numbers: 1_000, bigSensors: 100_000, logRows: 1_000_000, queries: 100 }
   : { runs: 3, runS: 8, warmupS: 3, pacedS: 10, sensors: 10_000, numbers: 1_000, bigSensors: 1_000_000, logRows: 10_000_000, queries: 300 };
 const CONNECTIONS = 50;
 /** Rows per retention statement: the product's default. */
