@@ -91,7 +91,7 @@ export class AlarmEscalation {
     const now = this.clock.now();
     const first: CallStep = { position: 0, attempt: 1, delayS: 0, redialOf: null };
     const calls = new Map(
-      starting.map(({ row, action }) => [row.id, callRow(row.id, row.correlation_id, action, first, now, dialingBy ? { instanceId: dialingBy, deadlineMarginS: CALL_DEADLINE_MARGIN_S } : undefined)]),
+      starting.map(({ row, action }) => [row.id, callRow(row.id, row.correlation_id, action, first, now, dialingBy)]),
     );
     const started = await repository.insertAlarmsWithFirstCalls(
       trx,
@@ -394,7 +394,7 @@ class Decisions {
 
 /**
  * A new call's row: the number at the step's position of the alarm's escalation list, queued, or
- * (`claim`) already dialing by that instance, as the dispatcher's claim writes it.
+ * (`claimedBy`) already dialing by that instance, with the deadline the dispatcher's claim gives.
  */
 function callRow(
   alarmId: string,
@@ -402,7 +402,7 @@ function callRow(
   action: CallAction,
   step: CallStep,
   now: Date,
-  claim?: { instanceId: string; deadlineMarginS: number },
+  claimedBy?: string,
 ): repository.NewCallRow & { id: string; to_number: string; correlation_id: string; position: number; attempt: number; due_at: Date } {
   return {
     id: randomUUID(),
@@ -410,12 +410,12 @@ function callRow(
     position: step.position,
     attempt: step.attempt,
     to_number: action.to[step.position]!,
-    status: claim ? 'dialing' : 'queued',
+    status: claimedBy ? 'dialing' : 'queued',
     due_at: new Date(now.getTime() + step.delayS * 1000),
     queued_at: now,
     correlation_id: correlationId,
     redial_of: step.redialOf,
-    ...(claim ? { claimed_by: claim.instanceId, dialing_at: now, deadline_at: new Date(now.getTime() + (action.ring_timeout_s + claim.deadlineMarginS) * 1000) } : {}),
+    ...(claimedBy ? { claimed_by: claimedBy, dialing_at: now, deadline_at: new Date(now.getTime() + (action.ring_timeout_s + CALL_DEADLINE_MARGIN_S) * 1000) } : {}),
   };
 }
 
