@@ -289,18 +289,22 @@ async function incomingCallRuns(label: string, gateway: BenchGateway, speakers: 
   // A warm-up before the first run only, not measured: the gateway's first second pays for its
   // cold start (compiling the code paths, opening database and speaker connections), a one-time cost.
   for (let i = 0; i < size.runs; i++) runs.push(await incomingCalls(`${label}-run${i + 1}`, gateway, speakers, keys, storage, i === 0 ? size.warmupS : 0));
-  const sum = (pick: (check: (typeof runs)[number]['check']) => number) => runs.reduce((total, run) => total + pick(run.check), 0);
   const latency = medianOfRuns(runs.map((run) => run.latency));
+  const checks = runs.map((run) => run.check);
   const check = {
-    sent: sum((c) => c.sent),
-    accepted202: sum((c) => c.accepted202),
-    expectedNotifications: sum((c) => c.expectedNotifications),
-    distinct: sum((c) => c.distinct),
-    lost: sum((c) => c.lost),
-    duplicates: sum((c) => c.duplicates),
+    sent: sumOf(checks, (c) => c.sent),
+    accepted202: sumOf(checks, (c) => c.accepted202),
+    expectedNotifications: sumOf(checks, (c) => c.expectedNotifications),
+    distinct: sumOf(checks, (c) => c.distinct),
+    lost: sumOf(checks, (c) => c.lost),
+    duplicates: sumOf(checks, (c) => c.duplicates),
   };
   log(`${label}: p99 of the runs ${runs.map((run) => run.latency.p99).join(', ')} ms; median ${latency.p99} ms`);
   return { latency, check, runs };
+}
+
+function sumOf<T>(items: readonly T[], pick: (item: T) => number): number {
+  return items.reduce((total, item) => total + pick(item), 0);
 }
 
 /** The median of each percentile over several runs' summaries. */
@@ -484,14 +488,13 @@ async function main(): Promise<void> {
       runs.push(run);
       log(`S2 run ${i + 1}: p99 ${run.latency.p99} ms, p50 ${run.latency.p50} ms (the 202 itself: p50 ${run.response.p50} ms)`);
     }
-    const sum = (pick: (run: (typeof runs)[number]) => number) => runs.reduce((total, run) => total + pick(run), 0);
     // The intake check covers the warm-up too; the originates are the measured webhooks' alarms'.
     const check = {
       ...(await checkIntake(storage, acceptedInSchema)),
-      sent: sum((run) => run.sent),
-      measuredAlarms: sum((run) => run.measuredAlarms),
-      originates: sum((run) => run.originates),
-      distinctOriginates: sum((run) => run.distinctOriginates),
+      sent: sumOf(runs, (run) => run.sent),
+      measuredAlarms: sumOf(runs, (run) => run.measuredAlarms),
+      originates: sumOf(runs, (run) => run.originates),
+      distinctOriginates: sumOf(runs, (run) => run.distinctOriginates),
     };
     const latency = medianOfRuns(runs.map((run) => run.latency));
     details.S2 = { rate, latency, runs, check };

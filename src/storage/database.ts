@@ -28,11 +28,9 @@ export interface StorageOptions {
   poolSize?: number;
   /** PostgreSQL schema to work in (tests give each file its own). */
   schema?: string;
-  /** Most statements prepared per PostgreSQL connection; 0 prepares none (see prepared-statements.ts). */
+  /** Most statements prepared per PostgreSQL connection; unset or 0 prepares none (see prepared-statements.ts). */
   preparedStatements?: number;
 }
-
-const DEFAULT_PREPARED_STATEMENTS = 0;
 
 /** Runs SQL scripts (several statements, no parameters) on one pinned session. */
 export interface ScriptSession {
@@ -98,7 +96,7 @@ async function openPostgres(databaseUrl: string, options: StorageOptions): Promi
   pool.on('error', () => {});
   pool.on('connect', (client) => {
     client.on('error', () => {});
-    prepareRepeatedStatements(client, options.preparedStatements ?? DEFAULT_PREPARED_STATEMENTS);
+    prepareRepeatedStatements(client, options.preparedStatements ?? 0);
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const storage: Storage = {

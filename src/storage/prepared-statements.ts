@@ -8,8 +8,9 @@
  *
  * Bounded: at most `maxPerConnection` statements per connection (the rest run unnamed, as
  * before), so batch statements whose text varies with the batch's size cannot fill a server's
- * memory (each prepared statement holds about 70 KB of its server connection's memory). Two failures only a prepared statement has end the connection, and the pool opens a
- * fresh one for the next transaction:
+ * memory (each prepared statement holds about 70 KB of its server connection's memory). Two
+ * failures only a prepared statement has end the connection, and the pool opens a fresh one for
+ * the next transaction:
  * - "cached plan must not change result type": a migration (by another instance, during a rolling
  *   deploy) changed the columns a prepared `select *` or `returning *` reads;
  * - "prepared statement ... does not exist": something between the gateway and PostgreSQL (a
